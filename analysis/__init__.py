@@ -1,0 +1,1 @@
+"""Tables and plots from the Parquet results; reads files only, never live objects."""

@@ -1,0 +1,195 @@
+"""The sweep's search algorithm: the grid crossed with one Optuna search per grid point.
+
+A grid point is a (method, setting) pair. For each, a Ray Tune ``OptunaSearch`` samples
+``sweep.num_samples`` configurations of the search space (γ only for rules that use it). Each
+sampled configuration runs once per seed as separate Ray trials, and Optuna is told the mean of
+the objective over those seeds. A configuration in which any seed diverged or failed is told to
+Optuna as a failed trial, so the search never receives a NaN.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any
+
+import optuna
+from ray.tune.search import Searcher
+from ray.tune.search.optuna import OptunaSearch
+
+from harness.config import Choice, LogUniform, SweepSpec, Uniform
+from harness.tasks import resolve_setting
+from harness.trial import TrialConfig
+from methods import get_method
+
+logger = logging.getLogger(__name__)
+
+
+def optuna_distribution(spec) -> optuna.distributions.BaseDistribution:
+    if isinstance(spec, LogUniform):
+        return optuna.distributions.FloatDistribution(spec.low, spec.high, log=True)
+    if isinstance(spec, Uniform):
+        return optuna.distributions.FloatDistribution(spec.low, spec.high)
+    if isinstance(spec, Choice):
+        return optuna.distributions.CategoricalDistribution(spec.values)
+    raise TypeError(f"unsupported distribution {spec!r}")
+
+
+@dataclass
+class GridPoint:
+    """One (method, setting) pair with its search space and objective."""
+
+    index: int
+    method: str
+    setting_key: str
+    objective: str
+    mode: str
+    space: dict[str, optuna.distributions.BaseDistribution]
+    num_configs: int
+    searcher: OptunaSearch | None = None
+    sampled: int = 0
+
+    @property
+    def exhausted(self) -> bool:
+        return self.sampled >= self.num_configs
+
+
+@dataclass
+class PendingConfig:
+    point: GridPoint
+    seeds_left: int
+    objectives: list[float] = field(default_factory=list)
+    failed: bool = False
+
+
+def grid_points(spec: SweepSpec) -> list[GridPoint]:
+    points = []
+    for method_name in spec.grid.methods:
+        method = get_method(method_name)
+        for setting_key in spec.grid.settings:
+            task, _ = resolve_setting(setting_key)
+            space = {
+                name: optuna_distribution(dist)
+                for name, dist in spec.search.items()
+                if name != "gamma" or method.uses_gamma
+            }
+            # Identical configurations would only repeat work: an empty space runs once.
+            num_configs = spec.sweep.num_samples if space else 1
+            points.append(
+                GridPoint(len(points), method_name, setting_key, task.objective, task.mode, space, num_configs)
+            )
+    return points
+
+
+def trial_config(spec: SweepSpec, point: GridPoint, sampled: dict[str, Any], seed: int,
+                 sweep_id: str, config_id: str) -> TrialConfig:
+    """Combine the spec's training section, the setting's defaults and the sampled values."""
+    task, setting = resolve_setting(point.setting_key)
+    train = spec.train
+    lr_default = sampled.get("lr", train.lr if train.lr is not None else setting.lr)
+    return TrialConfig(
+        method=point.method,
+        task=task.name,
+        setting=setting.name,
+        seed=seed,
+        gamma=float(sampled.get("gamma", train.gamma)),
+        lr_g=float(sampled.get("lr_g", train.lr_g if train.lr_g is not None else lr_default)),
+        lr_d=float(sampled.get("lr_d", train.lr_d if train.lr_d is not None else lr_default)),
+        steps=train.steps or setting.steps,
+        batch_size=train.batch_size or setting.batch_size,
+        eval_every=min(train.eval_every, train.steps or setting.steps),
+        loss=train.loss or setting.loss,
+        optimizer=setting.optimizer,
+        betas=setting.betas,
+        task_options=dict(train.task_options.get(task.name, {})),
+        data_root=str(spec.data.root.resolve()) if spec.data.root else None,
+        download=spec.data.download,
+        device=train.device,
+        sweep_id=sweep_id,
+        config_id=config_id,
+    )
+
+
+def total_trials(points: list[GridPoint], seeds: list[int]) -> int:
+    return sum(point.num_configs for point in points) * len(seeds)
+
+
+class GridOptunaSearch(Searcher):
+    """Hands Ray Tune the grid's trials, sampling each grid point's configurations with Optuna."""
+
+    def __init__(self, spec: SweepSpec, sweep_id: str) -> None:
+        super().__init__()
+        self.spec = spec
+        self.sweep_id = sweep_id
+        self.points = grid_points(spec)
+        for point in self.points:
+            if point.space:
+                point.searcher = OptunaSearch(
+                    space=point.space,
+                    metric=point.objective,
+                    mode=point.mode,
+                    sampler=optuna.samplers.TPESampler(seed=spec.sweep.seed + point.index),
+                )
+        self._queue: deque[TrialConfig] = deque()
+        self._pending: dict[str, PendingConfig] = {}
+        self._trial_configs: dict[str, str] = {}
+        self._next_point = 0
+
+    def set_search_properties(self, metric, mode, config, **spec) -> bool:
+        return True
+
+    def suggest(self, trial_id: str) -> dict[str, Any] | None:
+        if not self._queue and not self._sample_next():
+            return Searcher.FINISHED
+        config = self._queue.popleft()
+        self._trial_configs[trial_id] = config.config_id
+        return config.to_dict()
+
+    def _sample_next(self) -> bool:
+        """Queue the per-seed trials of the next configuration, round-robin over grid points."""
+        for offset in range(len(self.points)):
+            point = self.points[(self._next_point + offset) % len(self.points)]
+            if point.exhausted:
+                continue
+            self._next_point = (point.index + 1) % len(self.points)
+
+            config_id = f"p{point.index}c{point.sampled}"
+            point.sampled += 1
+            sampled = point.searcher.suggest(config_id) if point.searcher else {}
+            self._pending[config_id] = PendingConfig(point, seeds_left=len(self.spec.grid.seeds))
+            for seed in self.spec.grid.seeds:
+                self._queue.append(trial_config(self.spec, point, sampled, seed, self.sweep_id, config_id))
+            return True
+        return False
+
+    def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
+        config_id = self._trial_configs.pop(trial_id, None)
+        pending = self._pending.get(config_id) if config_id else None
+        if pending is None:
+            return
+
+        value = None if (error or result is None) else result.get(pending.point.objective)
+        finished = result is not None and result.get("status") == "finished"
+        if error or not finished or not _is_finite_number(value):
+            pending.failed = True
+        else:
+            pending.objectives.append(float(value))
+
+        pending.seeds_left -= 1
+        if pending.seeds_left > 0:
+            return
+        del self._pending[config_id]
+        searcher = pending.point.searcher
+        if searcher is None:
+            return
+        if pending.failed:
+            searcher.on_trial_complete(config_id, None, error=True)
+        else:
+            mean = sum(pending.objectives) / len(pending.objectives)
+            searcher.on_trial_complete(config_id, {pending.point.objective: mean})
+
+
+def _is_finite_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and math.isfinite(value)

@@ -1,0 +1,95 @@
+"""The interface between the generic trainer and a task: data, networks, settings and metrics."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+from torch import nn
+
+OptimizerName = Literal["sgd", "adam", "rmsprop"]
+LossName = Literal["saturating", "nonsaturating"]
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One named configuration of a task: its networks, optimizer and training defaults.
+
+    ``options`` holds the task-specific values (for example μ and σ of the Gaussian task, or
+    the CIFAR-10 architecture name); the spec can override them under ``task_options``.
+    """
+
+    name: str
+    description: str
+    optimizer: OptimizerName
+    lr: float
+    batch_size: int
+    steps: int
+    loss: LossName
+    betas: tuple[float, float] = (0.5, 0.999)
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+class Game(ABC):
+    """A built task for one trial: both networks on a device, data sampling and evaluation."""
+
+    generator: nn.Module
+    discriminator: nn.Module
+    device: torch.device
+
+    @abstractmethod
+    def sample_real(self, batch_size: int) -> torch.Tensor:
+        """Return a batch of real samples on ``device``, drawn with torch's global RNG."""
+
+    @abstractmethod
+    def sample_latent(self, batch_size: int) -> torch.Tensor:
+        """Return a batch of generator inputs on ``device``, drawn with torch's global RNG."""
+
+    @abstractmethod
+    def evaluate(self) -> dict[str, float]:
+        """Return the task's metrics for the current networks; must not change training RNG."""
+
+
+class Task(ABC):
+    """A benchmark problem: named settings plus how to build a ``Game`` for one of them."""
+
+    name: str
+    settings: dict[str, Setting]
+    default_setting: str
+    objective: str
+    """Name of the metric the search optimizes (a key of ``Game.evaluate``)."""
+    mode: Literal["min", "max"]
+    metric_names: tuple[str, ...]
+    needs_data: bool = False
+
+    def setting(self, name: str) -> Setting:
+        from harness.errors import HarnessInputError
+
+        try:
+            return self.settings[name]
+        except KeyError:
+            known = ", ".join(self.settings)
+            raise HarnessInputError(
+                f"unknown setting {name!r} for task {self.name!r}; known settings: {known}"
+            ) from None
+
+    def protocol(self, setting: Setting, options: dict[str, Any]) -> dict[str, Any]:
+        """Return the evaluation protocol recorded beside every metric row."""
+        return {"eval_sample_count": None, "eval_backbone": None, "eval_reference": None}
+
+    def check_data(self, setting: Setting, data_root: Path | None, download: bool) -> None:
+        """Raise ``DataError`` naming the path and the fix when the data cannot be loaded."""
+
+    @abstractmethod
+    def build(
+        self,
+        setting: Setting,
+        options: dict[str, Any],
+        data_root: Path | None,
+        download: bool,
+        device: torch.device,
+    ) -> Game:
+        """Build networks (initialized from torch's global RNG) and data for one trial."""

@@ -1,0 +1,172 @@
+"""The generic training loop: one loop for every task and every update rule.
+
+Each step draws a real batch and a latent batch, computes both players' losses from one
+discriminator pass, asks the method for update directions and applies one optimizer step to
+each player, simultaneously. The loop never looks at which method or task it runs.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from harness.tasks import Game, get_task
+from harness.trial import TrialConfig
+from methods import get_method
+
+logger = logging.getLogger(__name__)
+
+EvalCallback = Callable[[dict[str, Any]], None]
+
+
+@dataclass
+class TrialOutcome:
+    status: str
+    """finished or diverged."""
+    step: int
+    metrics: dict[str, float]
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError("train.device is cuda but no CUDA device is available")
+    return torch.device(name)
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def make_optimizer(name: str, params: list[nn.Parameter], lr: float, betas: tuple[float, float]):
+    if name == "sgd":
+        return torch.optim.SGD(params, lr=lr)
+    if name == "adam":
+        return torch.optim.Adam(params, lr=lr, betas=betas)
+    if name == "rmsprop":
+        # alpha 0.9 is TensorFlow's RMSProp decay, which the reference implementations used.
+        return torch.optim.RMSprop(params, lr=lr, alpha=0.9)
+    raise ValueError(f"unknown optimizer {name!r}; known optimizers: sgd, adam, rmsprop")
+
+
+def game_losses(game: Game, batch_size: int, loss: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """Return ``(L_G, L_D)`` of the vanilla GAN objective on fresh batches.
+
+    ``L_D = E softplus(−D(x)) + E softplus(D(G(z)))`` is the discriminator's cross-entropy.
+    ``saturating`` gives the zero-sum ``L_G = −L_D``; ``nonsaturating`` gives
+    ``L_G = E softplus(−D(G(z)))``. Real and generated samples share one discriminator pass.
+    """
+    real = game.sample_real(batch_size)
+    fake = game.generator(game.sample_latent(batch_size))
+
+    logits = game.discriminator(torch.cat([real, fake]))
+    logits_real, logits_fake = logits[:batch_size], logits[batch_size:]
+
+    loss_d = F.softplus(-logits_real).mean() + F.softplus(logits_fake).mean()
+    if loss == "saturating":
+        loss_g = -loss_d
+    else:
+        loss_g = F.softplus(-logits_fake).mean()
+    return loss_g, loss_d
+
+
+def _trainable(module: nn.Module) -> list[nn.Parameter]:
+    return [p for p in module.parameters() if p.requires_grad]
+
+
+def _all_finite(tensors: list[torch.Tensor]) -> bool:
+    return bool(torch.isfinite(torch.nn.utils.get_total_norm(tensors)))
+
+
+class Trainer:
+    """Trains one trial; ``run`` calls ``on_eval`` with a result row at each evaluation."""
+
+    def __init__(self, config: TrialConfig) -> None:
+        self.config = config
+        self.device = resolve_device(config.device)
+        self.task = get_task(config.task)
+        self.setting = self.task.setting(config.setting)
+        self.method = get_method(config.method)
+
+        seed_everything(config.seed)
+        data_root = Path(config.data_root) if config.data_root else None
+        self.game = self.task.build(
+            self.setting, config.task_options, data_root, config.download, self.device
+        )
+        self.game.discriminator = self.method.prepare_discriminator(self.game.discriminator)
+
+        self.params_g = _trainable(self.game.generator)
+        self.params_d = _trainable(self.game.discriminator)
+        self.opt_g = make_optimizer(config.optimizer, self.params_g, config.lr_g, config.betas)
+        self.opt_d = make_optimizer(config.optimizer, self.params_d, config.lr_d, config.betas)
+
+    def step(self) -> tuple[float, float] | None:
+        """Run one simultaneous update; return the losses, or None when anything diverged."""
+        config = self.config
+        loss_g, loss_d = game_losses(self.game, config.batch_size, config.loss)
+        if not bool(torch.isfinite(loss_g) & torch.isfinite(loss_d)):
+            return None
+
+        dirs_g, dirs_d = self.method.directions(
+            loss_g, loss_d, self.params_g, self.params_d, config.gamma
+        )
+
+        for param, direction in zip([*self.params_g, *self.params_d], [*dirs_g, *dirs_d]):
+            param.grad = direction
+        self.opt_g.step()
+        self.opt_d.step()
+
+        if not _all_finite([*self.params_g, *self.params_d]):
+            return None
+        return float(loss_g.detach()), float(loss_d.detach())
+
+    def run(self, on_eval: EvalCallback) -> TrialOutcome:
+        config = self.config
+        logger.info("trial %s: training %d steps on %s", config.run_name, config.steps, self.device)
+        start = time.perf_counter()
+        metrics: dict[str, float] = {}
+
+        for step in range(1, config.steps + 1):
+            losses = self.step()
+
+            if losses is None:
+                logger.warning("trial %s: diverged at step %d (non-finite loss or parameter)", config.run_name, step)
+                on_eval(self._row(step, start, (float("nan"), float("nan")), self._nan_metrics(), "diverged"))
+                return TrialOutcome("diverged", step, {})
+
+            if step % config.eval_every == 0 or step == config.steps:
+                metrics = self.game.evaluate()
+                status = "finished" if step == config.steps else "running"
+                on_eval(self._row(step, start, losses, metrics, status))
+
+        return TrialOutcome("finished", config.steps, metrics)
+
+    def _nan_metrics(self) -> dict[str, float]:
+        return {name: float("nan") for name in self.task.metric_names}
+
+    def _row(self, step, start, losses, metrics, status) -> dict[str, Any]:
+        return {
+            "step": step,
+            "wall_time_s": time.perf_counter() - start,
+            "loss_g": losses[0],
+            "loss_d": losses[1],
+            "status": status,
+            **metrics,
+        }
+
+
+def train(config: TrialConfig, on_eval: EvalCallback) -> TrialOutcome:
+    return Trainer(config).run(on_eval)
