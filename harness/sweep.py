@@ -106,6 +106,8 @@ def run_sweep(spec: SweepSpec, output: Path | None = None) -> SweepSummary:
         address="local",
         num_cpus=max(os.cpu_count() or 1, int(spec.sweep.cpus_per_trial)),
         include_dashboard=False,
+        # A local sweep keeps all of Ray's traffic on the loopback interface.
+        _node_ip_address="127.0.0.1",
         logging_level=logging.WARNING,
     )
     start = time.perf_counter()
@@ -120,6 +122,8 @@ def run_sweep(spec: SweepSpec, output: Path | None = None) -> SweepSummary:
                 search_alg=GridOptunaSearch(spec, sweep_id),
                 num_samples=trials,
                 max_concurrent_trials=spec.sweep.max_concurrent_trials,
+                # Reusing worker processes saves the torch import and data loading per trial.
+                reuse_actors=True,
             ),
             run_config=tune.RunConfig(
                 name=sweep_id,

@@ -17,6 +17,9 @@ class Method(ABC):
     The generator (parameters φ) minimizes ``loss_g`` and the discriminator (parameters θ)
     minimizes ``loss_d``. ``directions`` returns ``(d_φ, d_θ)``, descent directions that one
     shared optimizer step applies to both players simultaneously: ``w ← w − η d`` for SGD.
+
+    With ``differentiable=True`` the directions keep their autograd graph, so that the Jacobian
+    of the update field can be taken through the rule itself; training leaves it False.
     """
 
     name: str
@@ -31,6 +34,8 @@ class Method(ABC):
         params_g: Sequence[torch.Tensor],
         params_d: Sequence[torch.Tensor],
         gamma: float,
+        *,
+        differentiable: bool = False,
     ) -> tuple[Tensors, Tensors]:
         """Return the update directions ``(d_φ, d_θ)``, one tensor per parameter."""
 
@@ -66,22 +71,30 @@ def half_squared_norm(tensors: Sequence[torch.Tensor]) -> torch.Tensor:
 
 
 def gradient_of(
-    scalar: torch.Tensor, params: Sequence[torch.Tensor], *, retain_graph: bool = True
+    scalar: torch.Tensor,
+    params: Sequence[torch.Tensor],
+    *,
+    retain_graph: bool = True,
+    create_graph: bool = False,
 ) -> Tensors:
     """Return ∇ scalar with respect to ``params``, zeros where ``params`` do not reach it."""
     if not scalar.requires_grad:
         return [torch.zeros_like(p) for p in params]
-    grads = torch.autograd.grad(scalar, params, retain_graph=retain_graph, allow_unused=True)
+    grads = torch.autograd.grad(
+        scalar, params, retain_graph=retain_graph or create_graph, create_graph=create_graph,
+        allow_unused=True,
+    )
     return _zeros_for_unused(grads, params)
 
 
-def add_scaled(base: Tensors, extra: Tensors, scale: float) -> Tensors:
-    """Return ``base + scale · extra``, entry by entry, detached from the graph."""
-    return [(b + scale * e).detach() for b, e in zip(base, extra, strict=True)]
+def add_scaled(base: Tensors, extra: Tensors, scale: float, *, keep_graph: bool = False) -> Tensors:
+    """Return ``base + scale · extra``, entry by entry, detached unless ``keep_graph``."""
+    summed = [b + scale * e for b, e in zip(base, extra, strict=True)]
+    return summed if keep_graph else detached(summed)
 
 
-def detached(tensors: Sequence[torch.Tensor]) -> Tensors:
-    return [t.detach() for t in tensors]
+def detached(tensors: Sequence[torch.Tensor], *, keep_graph: bool = False) -> Tensors:
+    return list(tensors) if keep_graph else [t.detach() for t in tensors]
 
 
 def _zeros_for_unused(

@@ -13,11 +13,16 @@ from methods.base import Method, add_scaled, gradient_of, half_squared_norm, pla
 class ConOpt(Method):
     name = "conopt"
 
-    def directions(self, loss_g, loss_d, params_g, params_d, gamma):
+    def directions(self, loss_g, loss_d, params_g, params_d, gamma, *, differentiable=False):
         grads_g, grads_d = player_gradients(loss_g, loss_d, params_g, params_d, create_graph=True)
 
         consensus = half_squared_norm([*grads_g, *grads_d])
-        reg = gradient_of(consensus, [*params_g, *params_d], retain_graph=False)
+        reg = gradient_of(
+            consensus, [*params_g, *params_d], retain_graph=False, create_graph=differentiable
+        )
         reg_g, reg_d = reg[: len(params_g)], reg[len(params_g) :]
 
-        return add_scaled(grads_g, reg_g, gamma), add_scaled(grads_d, reg_d, gamma)
+        return (
+            add_scaled(grads_g, reg_g, gamma, keep_graph=differentiable),
+            add_scaled(grads_d, reg_d, gamma, keep_graph=differentiable),
+        )

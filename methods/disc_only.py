@@ -12,9 +12,14 @@ from methods.base import Method, add_scaled, detached, gradient_of, half_squared
 class DiscOnly(Method):
     name = "disc_only"
 
-    def directions(self, loss_g, loss_d, params_g, params_d, gamma):
+    def directions(self, loss_g, loss_d, params_g, params_d, gamma, *, differentiable=False):
         grads_g, grads_d = player_gradients(loss_g, loss_d, params_g, params_d, create_graph=True)
 
-        reg_d = gradient_of(half_squared_norm(grads_g), params_d, retain_graph=False)
+        reg_d = gradient_of(
+            half_squared_norm(grads_g), params_d, retain_graph=False, create_graph=differentiable
+        )
 
-        return detached(grads_g), add_scaled(grads_d, reg_d, gamma)
+        return (
+            detached(grads_g, keep_graph=differentiable),
+            add_scaled(grads_d, reg_d, gamma, keep_graph=differentiable),
+        )

@@ -12,9 +12,14 @@ from methods.base import Method, add_scaled, detached, gradient_of, half_squared
 class GenOnly(Method):
     name = "gen_only"
 
-    def directions(self, loss_g, loss_d, params_g, params_d, gamma):
+    def directions(self, loss_g, loss_d, params_g, params_d, gamma, *, differentiable=False):
         grads_g, grads_d = player_gradients(loss_g, loss_d, params_g, params_d, create_graph=True)
 
-        reg_g = gradient_of(half_squared_norm(grads_d), params_g, retain_graph=False)
+        reg_g = gradient_of(
+            half_squared_norm(grads_d), params_g, retain_graph=False, create_graph=differentiable
+        )
 
-        return add_scaled(grads_g, reg_g, gamma), detached(grads_d)
+        return (
+            add_scaled(grads_g, reg_g, gamma, keep_graph=differentiable),
+            detached(grads_d, keep_graph=differentiable),
+        )

@@ -13,10 +13,15 @@ from methods.base import Method, add_scaled, gradient_of, half_squared_norm, pla
 class JARE(Method):
     name = "jare"
 
-    def directions(self, loss_g, loss_d, params_g, params_d, gamma):
+    def directions(self, loss_g, loss_d, params_g, params_d, gamma, *, differentiable=False):
         grads_g, grads_d = player_gradients(loss_g, loss_d, params_g, params_d, create_graph=True)
 
-        reg_g = gradient_of(half_squared_norm(grads_d), params_g)
-        reg_d = gradient_of(half_squared_norm(grads_g), params_d, retain_graph=False)
+        reg_g = gradient_of(half_squared_norm(grads_d), params_g, create_graph=differentiable)
+        reg_d = gradient_of(
+            half_squared_norm(grads_g), params_d, retain_graph=False, create_graph=differentiable
+        )
 
-        return add_scaled(grads_g, reg_g, gamma), add_scaled(grads_d, reg_d, gamma)
+        return (
+            add_scaled(grads_g, reg_g, gamma, keep_graph=differentiable),
+            add_scaled(grads_d, reg_d, gamma, keep_graph=differentiable),
+        )

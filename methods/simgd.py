@@ -12,6 +12,8 @@ class SimGD(Method):
     name = "simgd"
     uses_gamma = False
 
-    def directions(self, loss_g, loss_d, params_g, params_d, gamma):
-        grads_g, grads_d = player_gradients(loss_g, loss_d, params_g, params_d, create_graph=False)
-        return detached(grads_g), detached(grads_d)
+    def directions(self, loss_g, loss_d, params_g, params_d, gamma, *, differentiable=False):
+        grads_g, grads_d = player_gradients(
+            loss_g, loss_d, params_g, params_d, create_graph=differentiable
+        )
+        return detached(grads_g, keep_graph=differentiable), detached(grads_d, keep_graph=differentiable)

@@ -17,9 +17,11 @@ class SNGAN(Method):
     name = "sngan"
     uses_gamma = False
 
-    def directions(self, loss_g, loss_d, params_g, params_d, gamma):
-        grads_g, grads_d = player_gradients(loss_g, loss_d, params_g, params_d, create_graph=False)
-        return detached(grads_g), detached(grads_d)
+    def directions(self, loss_g, loss_d, params_g, params_d, gamma, *, differentiable=False):
+        grads_g, grads_d = player_gradients(
+            loss_g, loss_d, params_g, params_d, create_graph=differentiable
+        )
+        return detached(grads_g, keep_graph=differentiable), detached(grads_d, keep_graph=differentiable)
 
     def prepare_discriminator(self, discriminator: nn.Module) -> nn.Module:
         for module in list(discriminator.modules()):

@@ -145,3 +145,35 @@ def test_sngan_prepare_is_idempotent():
     method.prepare_discriminator(disc)
 
     assert len(disc[0].parametrizations["weight"]) == 1
+
+
+@pytest.mark.parametrize("name", ["simgd", "conopt", "gen_only", "disc_only", "jare", "sngan"])
+def test_differentiable_directions_give_exact_jacobian(game, name):
+    # On the quadratic game every direction is linear in (φ, θ), so differentiating the
+    # directions once more must reproduce the matrix of the closed-form rule.
+    gamma = 0.7
+    loss_g, loss_d, phi, theta = torch_losses(game)
+
+    (d_phi,), (d_theta,) = get_method(name).directions(
+        loss_g, loss_d, [phi], [theta], gamma, differentiable=True
+    )
+    rows = []
+    for output in [*d_phi, *d_theta]:
+        g_phi, g_theta = torch.autograd.grad(output, [phi, theta], retain_graph=True, allow_unused=True)
+        g_phi = torch.zeros_like(phi) if g_phi is None else g_phi
+        g_theta = torch.zeros_like(theta) if g_theta is None else g_theta
+        rows.append(torch.cat([g_phi, g_theta]))
+    jacobian = torch.stack(rows).detach().numpy()
+
+    n_g = len(game["phi"])
+    expected = np.zeros_like(jacobian)
+    for column in range(jacobian.shape[1]):
+        shifted = dict(game)
+        basis = np.zeros(jacobian.shape[1])
+        basis[column] = 1.0
+        shifted["phi"], shifted["theta"] = basis[:n_g], basis[n_g:]
+        shifted["g_phi"] = game["A"] @ shifted["phi"] + game["B"] @ shifted["theta"]
+        shifted["g_theta"] = game["C"] @ shifted["theta"] - game["E"].T @ shifted["phi"]
+        want_phi, want_theta = expected_directions(name, shifted, gamma)
+        expected[:, column] = np.concatenate([want_phi, want_theta])
+    np.testing.assert_allclose(jacobian, expected, rtol=1e-10, atol=1e-10)
