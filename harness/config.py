@@ -182,6 +182,28 @@ class SweepSpec(Strict):
         return space
 
     @model_validator(mode="after")
+    def _known_task_options(self):
+        from harness.tasks import get_task, resolve_setting
+
+        grid_tasks = {resolve_setting(key)[0].name for key in self.grid.settings}
+        for task_name, options in self.train.task_options.items():
+            where = f"train.task_options.{task_name}"
+            try:
+                task = get_task(task_name)
+            except HarnessInputError as error:
+                raise ValueError(f"{where}: {error}") from None
+            if task.name not in grid_tasks:
+                raise ValueError(f"{where}: task {task_name!r} is not in grid.settings")
+            for key in self.grid.settings:
+                owner, setting = resolve_setting(key)
+                if owner is task:
+                    try:
+                        task.validate_options(setting, options)
+                    except HarnessInputError as error:
+                        raise ValueError(f"{where}: {error}") from None
+        return self
+
+    @model_validator(mode="after")
     def _data_for_image_tasks(self):
         from harness.tasks import resolve_setting
 

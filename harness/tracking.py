@@ -90,8 +90,10 @@ class SweepTracker(Callback):
             self.client.log_batch(self._runs[trial.trial_id], metrics=metrics, synchronous=True)
 
     def on_trial_complete(self, iteration, trials, trial, **info) -> None:
-        table = self._tables.get(trial.trial_id)
-        status = table.rows[-1]["status"] if table and table.rows else "failed"
+        if trial.trial_id not in self._tables:
+            self._open(trial.trial_id, TrialConfig.from_dict(trial.config))
+        table = self._tables[trial.trial_id]
+        status = table.rows[-1]["status"] if table.rows else "failed"
         if status not in ("finished", "diverged"):
             status = "failed"
             table.mark_last(status, "the trial ended without a final evaluation")

@@ -76,6 +76,17 @@ class Task(ABC):
                 f"unknown setting {name!r} for task {self.name!r}; known settings: {known}"
             ) from None
 
+    def validate_options(self, setting: Setting, options: dict[str, Any]) -> None:
+        """Raise ``HarnessInputError`` for an option the setting does not have."""
+        from harness.errors import HarnessInputError
+
+        unknown = sorted(set(options) - set(setting.options))
+        if unknown:
+            known = ", ".join(setting.options) or "none"
+            raise HarnessInputError(
+                f"unknown {self.name} option(s) {', '.join(unknown)}; known options: {known}"
+            )
+
     def protocol(self, setting: Setting, options: dict[str, Any]) -> dict[str, Any]:
         """Return the evaluation protocol recorded beside every metric row."""
         return {"eval_sample_count": None, "eval_backbone": None, "eval_reference": None}

@@ -247,6 +247,9 @@ class Cifar10Task(Task):
     metric_names = (METRIC,)
     needs_data = True
 
+    def validate_options(self, setting: Setting, options: dict[str, Any]) -> None:
+        resolve_options(setting, options)
+
     def protocol(self, setting: Setting, options: dict[str, Any]) -> dict[str, Any]:
         resolved = resolve_options(setting, options)
         return {

@@ -195,3 +195,20 @@ def test_cli_missing_spec_file(tmp_path, capsys):
 
     assert code == 2
     assert "absent.yaml" in capsys.readouterr().err
+
+
+def test_unknown_task_option_named(tmp_path):
+    message = error_of(tmp_path, MINIMAL, ["train.task_options={gaussian: {mu: 4, muu: 1}}"])
+    assert "train.task_options.gaussian" in message
+    assert "muu" in message
+    assert "sigma" in message
+
+
+def test_task_options_for_task_outside_grid(tmp_path):
+    message = error_of(tmp_path, MINIMAL, ["train.task_options={mog: {radius: 4}}"])
+    assert "not in grid.settings" in message
+
+
+def test_known_task_option_accepted(tmp_path):
+    spec = load_spec(write_spec(tmp_path, MINIMAL), ["train.task_options={gaussian: {mu: 4}}"])
+    assert spec.train.task_options == {"gaussian": {"mu": 4}}
