@@ -6,11 +6,11 @@ import argparse
 import logging
 import sys
 
-from harness.commands import report, spec_reference, sweep
+from harness.commands import report, spec_reference, sweep, ui
 from harness.errors import HarnessInputError
 
 EXIT_BAD_INPUT = 2
-COMMANDS = (sweep, report, spec_reference)
+COMMANDS = (sweep, report, spec_reference, ui)
 
 
 def _parser() -> argparse.ArgumentParser:
