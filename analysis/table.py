@@ -79,6 +79,7 @@ def summarize(results: pd.DataFrame, metric: str | None = None) -> pd.DataFrame:
             "gamma": math.nan,
             "lr_g": math.nan,
             "lr_d": math.nan,
+            "config_id": None,
         }
         if by_config:
             pick = min if mode == "min" else max
@@ -91,6 +92,7 @@ def summarize(results: pd.DataFrame, metric: str | None = None) -> pd.DataFrame:
                 gamma=trials["gamma"].iloc[0],
                 lr_g=trials["lr_g"].iloc[0],
                 lr_d=trials["lr_d"].iloc[0],
+                config_id=config_id,
             )
         records.append(record)
     return pd.DataFrame.from_records(records)

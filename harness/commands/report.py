@@ -19,5 +19,7 @@ def run(args: argparse.Namespace) -> int:
 
     report = write_report(args.results, metric=args.metric)
     print(report.markdown)
-    print(f"\nwrote {report.markdown_path} and {report.csv_path}")
+    print(f"\nwrote {report.markdown_path}, {report.csv_path} and {report.latex_path}")
+    for figure in report.figures:
+        print(f"wrote {figure}")
     return 0
