@@ -141,6 +141,15 @@ class Sweep(Strict):
     cpus_per_trial: float = Field(1.0, gt=0, description="CPU cores Ray reserves per trial.")
     gpus_per_trial: float = Field(0.0, ge=0, description="GPUs Ray reserves per trial.")
     seed: int = Field(0, ge=0, description="Seed of the Optuna samplers.")
+    launcher: Literal["local", "slurm"] = Field(
+        "local", description="local: Ray on this machine; slurm: one SLURM job with its own Ray cluster."
+    )
+    max_failures: int = Field(
+        2, ge=0, description="Times Ray Tune retries a trial from its last checkpoint after a worker or node is lost."
+    )
+    storage_path: Path | None = Field(
+        None, description="Folder for Ray Tune's experiment state and trial checkpoints; default <output>/ray."
+    )
 
 
 class Tracking(Strict):
@@ -148,6 +157,34 @@ class Tracking(Strict):
 
     mlflow_uri: str | None = Field(None, description="MLflow tracking URI; default a SQLite file in the output folder.")
     experiment: str | None = Field(None, description="MLflow experiment name; default the spec name.")
+    results_dir: Path | None = Field(
+        None, description="Folder of the Parquet results, one file per trial; default <output>/results."
+    )
+
+
+class Slurm(Strict):
+    """The SLURM job of ``--launcher slurm``: one task per node, each node one Ray node."""
+
+    partition: str | None = Field(None, description="Partition; default the cluster's default partition.")
+    nodes: PositiveInt = Field(1, description="Nodes; the first runs the Ray head and the sweep driver.")
+    gpus_per_node: int = Field(0, ge=0, description="GPUs requested on each node and given to Ray.")
+    cpus_per_task: PositiveInt = Field(2, description="CPU cores per node given to Ray (one task per node).")
+    mem_gb: float | None = Field(None, gt=0, description="Memory per node in GB; default the partition's default.")
+    time_min: PositiveInt = Field(24 * 60, description="Time limit of one run of the job, in minutes.")
+    max_requeues: int = Field(
+        3, ge=0, description="Times the job requeues itself when it reaches its time limit."
+    )
+    signal_delay_s: PositiveInt = Field(
+        120, description="Seconds before the time limit at which SLURM signals the job to requeue."
+    )
+    job_name: str | None = Field(None, description="SLURM job name; default harness-<spec name>.")
+    sbatch_args: dict[str, str | int | float | bool] = Field(
+        default_factory=dict,
+        description="Extra #SBATCH options by long name without dashes, e.g. {account: lab, qos: high}.",
+    )
+    setup: list[str] = Field(
+        default_factory=list, description="Shell lines run before the job starts, e.g. module loads."
+    )
 
 
 class SweepSpec(Strict):
@@ -163,6 +200,7 @@ class SweepSpec(Strict):
     data: Data = Field(default_factory=Data)
     sweep: Sweep = Field(default_factory=Sweep)
     tracking: Tracking = Field(default_factory=Tracking)
+    slurm: Slurm = Field(default_factory=Slurm)
 
     @field_validator("name")
     @classmethod
@@ -201,6 +239,22 @@ class SweepSpec(Strict):
                         task.validate_options(setting, options)
                     except HarnessInputError as error:
                         raise ValueError(f"{where}: {error}") from None
+        return self
+
+    @model_validator(mode="after")
+    def _slurm_resources_fit_trials(self):
+        if self.sweep.launcher != "slurm":
+            return self
+        if self.sweep.gpus_per_trial > self.slurm.gpus_per_node:
+            raise ValueError(
+                f"sweep.gpus_per_trial is {self.sweep.gpus_per_trial} but slurm.gpus_per_node is "
+                f"{self.slurm.gpus_per_node}, so no trial could start; request GPUs with slurm.gpus_per_node"
+            )
+        if self.sweep.cpus_per_trial > self.slurm.cpus_per_task:
+            raise ValueError(
+                f"sweep.cpus_per_trial is {self.sweep.cpus_per_trial} but slurm.cpus_per_task is "
+                f"{self.slurm.cpus_per_task}, so no trial could start; raise slurm.cpus_per_task"
+            )
         return self
 
     @model_validator(mode="after")

@@ -88,17 +88,25 @@ def write_atomic(table: pa.Table, path: Path) -> None:
 
 
 class TrialResults:
-    """The growing list of one trial's rows and its Parquet file."""
+    """The growing list of one trial's rows and its Parquet file.
+
+    A trial that restarts (after a restored sweep or a retry) reopens its file: the rows written
+    before are read back, and a row for a step at or before the last one replaces the rows from
+    that step on, so each step appears once.
+    """
 
     def __init__(self, directory: Path, trial_id: str, static: dict[str, Any]) -> None:
         self.path = directory / f"{trial_id}.parquet"
         self.static = {"trial_id": trial_id, **static}
         self.rows: list[dict[str, Any]] = []
+        if self.path.is_file():
+            self.rows = pq.read_table(self.path).to_pylist()
 
     def append(self, row: dict[str, Any]) -> None:
         unknown = set(row) & set(self.static)
         if unknown:
             raise ValueError(f"row repeats trial columns: {sorted(unknown)}")
+        self.rows = [old for old in self.rows if old["step"] < row["step"]]
         self.rows.append({**self.static, **row})
         write_atomic(_to_table(self.rows), self.path)
 
@@ -109,6 +117,19 @@ class TrialResults:
         else:
             self.rows[-1] = {**self.rows[-1], "status": status, "error": error}
         write_atomic(_to_table(self.rows), self.path)
+
+
+def status_counts(path: Path, sweep_id: str) -> dict[str, int]:
+    """Count the trials of one sweep by the status of their last row."""
+    counts = dict.fromkeys(STATUSES[1:], 0)
+    files = sorted(Path(path).glob("*.parquet"))
+    if not files:
+        return counts
+    frame = load_results(path)
+    last_rows = frame[frame["sweep_id"] == sweep_id].sort_values("step").groupby("trial_id").tail(1)
+    for status, count in last_rows["status"].value_counts().items():
+        counts[status] = counts.get(status, 0) + int(count)
+    return counts
 
 
 def load_results(path: Path) -> pd.DataFrame:

@@ -7,20 +7,24 @@ folder. The sweep has one parent MLflow run; each trial gets a child run named
 
 from __future__ import annotations
 
+import fcntl
 import logging
 import math
 import subprocess
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import mlflow
+import pyarrow.parquet as pq
 from mlflow import MlflowClient
 from mlflow.entities import Metric, Param, RunTag
 from ray.tune import Callback
 
 import harness
-from harness.results import TrialResults
+from harness.results import TrialResults, status_counts
 from harness.tasks import get_task
 from harness.trial import TrialConfig
 
@@ -30,6 +34,10 @@ PARAM_FIELDS = ("method", "task", "setting", "seed", "gamma", "lr_g", "lr_d", "s
                 "eval_every", "loss", "optimizer", "betas", "task_options", "config_id")
 NON_METRIC_KEYS = {"step", "status", "error"}
 ROW_KEYS = ("step", "wall_time_s", "loss_g", "loss_d", "status", "error")
+MAX_RUNS = 50000
+"""Most runs one MLflow search returns (the SQL store's limit); more than any sweep has."""
+LOGGED_STEP_TAG = "logged_step"
+"""Child-run tag with the last step whose metrics are in MLflow; a restarted trial skips up to it."""
 
 
 def default_tracking_uri(output: Path) -> str:
@@ -46,31 +54,59 @@ def git_commit() -> str:
 
 
 class SweepTracker(Callback):
-    """A Ray Tune callback that writes each trial's rows to Parquet and its run to MLflow."""
+    """A Ray Tune callback that writes each trial's rows to Parquet and its run to MLflow.
+
+    A restored sweep gets a new tracker that finds the sweep's parent run and each trial's
+    child run by their ``sweep_id`` and ``trial_id`` tags, so no run is created twice.
+    """
 
     def __init__(self, tracking_uri: str, experiment: str, results: Path, sweep_id: str,
                  spec_file: Path, artifact_root: Path | None = None) -> None:
         self.results = results
         self.sweep_id = sweep_id
         mlflow.set_tracking_uri(tracking_uri)
-        self.client = MlflowClient(tracking_uri)
-        existing = self.client.get_experiment_by_name(experiment)
-        if existing:
-            self.experiment_id = existing.experiment_id
+        with _store_lock(tracking_uri):
+            # The first client on a new SQLite store creates its tables; the lock keeps two
+            # sweeps that start together on one store from both doing so.
+            self.client = MlflowClient(tracking_uri)
+            existing = self.client.get_experiment_by_name(experiment)
+            if existing:
+                self.experiment_id = existing.experiment_id
+            else:
+                # Without an explicit location MLflow puts artifacts in ./mlruns of the working directory.
+                location = artifact_root.resolve().as_uri() if artifact_root else None
+                self.experiment_id = self.client.create_experiment(
+                    experiment,
+                    artifact_location=location,
+                    # The MLflow 3 UI opens experiments of this kind on the training-runs view.
+                    tags={"mlflow.experimentKind": "custom_model_development"},
+                )
+
+        parent = self._find_run(f"tags.sweep_id = '{sweep_id}' and tags.sweep_parent = 'true'")
+        if parent:
+            self.parent_run_id = parent.info.run_id
+            self.client.update_run(self.parent_run_id, status="RUNNING")
+            logger.info("sweep %s: continuing MLflow run %s", sweep_id, self.parent_run_id)
         else:
-            # Without an explicit location MLflow puts artifacts in ./mlruns of the working directory.
-            location = artifact_root.resolve().as_uri() if artifact_root else None
-            self.experiment_id = self.client.create_experiment(experiment, artifact_location=location)
-        parent = self.client.create_run(
-            self.experiment_id,
-            run_name=sweep_id,
-            tags={"sweep_id": sweep_id, "harness_version": harness.__version__, "git_commit": git_commit()},
-        )
-        self.parent_run_id = parent.info.run_id
-        self.client.log_artifact(self.parent_run_id, str(spec_file))
+            parent = self.client.create_run(
+                self.experiment_id,
+                run_name=sweep_id,
+                tags={"sweep_id": sweep_id, "sweep_parent": "true", "harness_version": harness.__version__,
+                      "git_commit": git_commit()},
+            )
+            self.parent_run_id = parent.info.run_id
+            self.client.log_artifact(self.parent_run_id, str(spec_file))
         self._runs: dict[str, str] = {}
+        self._logged_steps: dict[str, int] = {}
         self._tables: dict[str, TrialResults] = {}
-        self.counts = {"finished": 0, "diverged": 0, "failed": 0}
+
+    def __getstate__(self) -> dict[str, Any]:
+        # Ray Tune pickles its callbacks into the experiment folder. A restored sweep attaches a
+        # new tracker, so the pickled copy keeps no client and no open tables.
+        return {"sweep_id": self.sweep_id}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
 
     # Ray Tune events
 
@@ -78,44 +114,91 @@ class SweepTracker(Callback):
         self._open(trial.trial_id, TrialConfig.from_dict(trial.config))
 
     def on_trial_result(self, iteration, trials, trial, result: dict, **info) -> None:
-        row = {key: result[key] for key in self._row_keys(trial) if key in result}
+        # A key Ray Tune did not get (a non-finite metric is never reported) is stored as missing.
+        row = {key: result.get(key) for key in self._row_keys(trial)}
+        self._open(trial.trial_id, TrialConfig.from_dict(trial.config))
         self._tables[trial.trial_id].append(row)
 
+        # A trial that restarted from an older checkpoint repeats steps MLflow already has.
+        step = int(row["step"])
+        if step <= self._logged_steps.get(trial.trial_id, -1):
+            return
         metrics = [
-            Metric(key, float(value), int(time.time() * 1000), int(row["step"]))
+            Metric(key, float(value), int(time.time() * 1000), step)
             for key, value in row.items()
-            if key not in NON_METRIC_KEYS and isinstance(value, (int, float)) and math.isfinite(value)
+            if key not in NON_METRIC_KEYS and _is_finite(value)
         ]
-        if metrics:
-            self.client.log_batch(self._runs[trial.trial_id], metrics=metrics, synchronous=True)
+        tags = [RunTag(LOGGED_STEP_TAG, str(step))]
+        self.client.log_batch(self._runs[trial.trial_id], metrics=metrics, tags=tags, synchronous=True)
+        self._logged_steps[trial.trial_id] = step
 
     def on_trial_complete(self, iteration, trials, trial, **info) -> None:
-        if trial.trial_id not in self._tables:
-            self._open(trial.trial_id, TrialConfig.from_dict(trial.config))
+        self._open(trial.trial_id, TrialConfig.from_dict(trial.config))
         table = self._tables[trial.trial_id]
-        status = table.rows[-1]["status"] if table.rows else "failed"
+        last = table.rows[-1] if table.rows else {}
+        objective = table.static["objective"]
+        status, error = last.get("status"), None
         if status not in ("finished", "diverged"):
-            status = "failed"
-            table.mark_last(status, "the trial ended without a final evaluation")
+            status, error = "failed", "the trial ended without a final evaluation"
+        elif status == "finished" and not _is_finite(last.get(objective)):
+            # Non-finite values never reach Ray Tune, so such a row lacks the objective.
+            status, error = "failed", f"the trial reported no finite value of its objective {objective}"
+        if error:
+            table.mark_last(status, error)
+            logger.error("trial %s failed: %s", trial.trial_id, error)
         self._close(trial.trial_id, status)
 
     def on_trial_error(self, iteration, trials, trial, **info) -> None:
-        if trial.trial_id not in self._tables:
-            self._open(trial.trial_id, TrialConfig.from_dict(trial.config))
+        self._open(trial.trial_id, TrialConfig.from_dict(trial.config))
         error = _last_line(trial.get_error()) if hasattr(trial, "get_error") else "trial raised an error"
         self._tables[trial.trial_id].mark_last("failed", error)
         logger.error("trial %s failed: %s", trial.trial_id, error)
         self._close(trial.trial_id, "failed")
 
-    def finish(self, status: str = "FINISHED") -> None:
-        self.client.set_tag(self.parent_run_id, "trials_finished", self.counts["finished"])
-        self.client.set_tag(self.parent_run_id, "trials_diverged", self.counts["diverged"])
-        self.client.set_tag(self.parent_run_id, "trials_failed", self.counts["failed"])
+    def on_trial_recover(self, iteration, trials, trial, **info) -> None:
+        error = _last_line(trial.get_error()) if hasattr(trial, "get_error") else "unknown error"
+        logger.warning("trial %s: retrying from its last checkpoint after an error: %s", trial.trial_id, error)
+
+    def discard_unknown_trials(self, known: set[str]) -> None:
+        """Delete the Parquet file and MLflow run of every trial of this sweep not in ``known``.
+
+        A driver that dies can leave trials that started after Tune last saved its experiment
+        state. The restored sweep does not know them and runs their configurations again under
+        new trial ids, so their partial records would count those configurations twice.
+        """
+        for path in sorted(self.results.glob("*.parquet")):
+            trial_id = path.stem
+            sweep_ids = set(pq.read_table(path, columns=["sweep_id"]).column("sweep_id").to_pylist())
+            if trial_id in known or sweep_ids != {self.sweep_id}:
+                continue
+            logger.warning("trial %s started after the last saved experiment state; discarding its results, "
+                           "the restored search runs its configuration again", trial_id)
+            path.unlink()
+        runs = self.client.search_runs(
+            [self.experiment_id], filter_string=f"tags.sweep_id = '{self.sweep_id}'", max_results=MAX_RUNS
+        )
+        for run in runs:
+            if run.data.tags.get("trial_id", "") not in known | {""}:
+                logger.warning("trial %s: deleting its MLflow run %s", run.data.tags["trial_id"], run.info.run_id)
+                self.client.delete_run(run.info.run_id)
+
+    def finish(self, status: str = "FINISHED") -> dict[str, int]:
+        """Tag the parent run with the trial counts, end it with ``status`` and return the counts."""
+        counts = status_counts(self.results, self.sweep_id)
+        tags = [RunTag(f"trials_{name}", str(count)) for name, count in counts.items()]
+        self.client.log_batch(self.parent_run_id, tags=tags, synchronous=True)
         self.client.set_terminated(self.parent_run_id, status)
+        return counts
 
     # helpers
 
+    def _find_run(self, filter_string: str):
+        runs = self.client.search_runs([self.experiment_id], filter_string=filter_string, max_results=1)
+        return runs[0] if runs else None
+
     def _open(self, trial_id: str, config: TrialConfig) -> None:
+        if trial_id in self._tables:
+            return
         task = get_task(config.task)
         static = {
             "sweep_id": self.sweep_id,
@@ -136,6 +219,16 @@ class SweepTracker(Callback):
             **task.protocol(task.setting(config.setting), config.task_options),
         }
         self._tables[trial_id] = TrialResults(self.results, trial_id, static)
+
+        existing = self._find_run(f"tags.sweep_id = '{self.sweep_id}' and tags.trial_id = '{trial_id}'")
+        if existing:
+            self._runs[trial_id] = existing.info.run_id
+            self._logged_steps[trial_id] = int(existing.data.tags.get(LOGGED_STEP_TAG, -1))
+            if existing.info.status != "RUNNING":
+                self.client.update_run(existing.info.run_id, status="RUNNING")
+            logger.info("trial %s: continuing MLflow run %s after step %s", trial_id, existing.info.run_id,
+                        self._logged_steps[trial_id])
+            return
 
         values = config.to_dict()
         run = self.client.create_run(
@@ -158,9 +251,9 @@ class SweepTracker(Callback):
         self.client.log_batch(run.info.run_id, params=params, synchronous=True)
 
     def _close(self, trial_id: str, status: str) -> None:
-        self.counts[status] += 1
         run_id = self._runs.pop(trial_id, None)
-        table = self._tables[trial_id]
+        self._logged_steps.pop(trial_id, None)
+        table = self._tables.pop(trial_id)
         last = table.rows[-1] if table.rows else {}
         logger.info("trial %s (%s/%s-%s seed %s) %s at step %s", trial_id, table.static["method"],
                     table.static["task"], table.static["setting"], table.static["seed"], status,
@@ -173,6 +266,26 @@ class SweepTracker(Callback):
     def _row_keys(trial) -> tuple[str, ...]:
         """Return the keys of a trainer row; Ray adds its own bookkeeping keys to each result."""
         return (*ROW_KEYS, *get_task(trial.config["task"]).metric_names)
+
+
+@contextmanager
+def _store_lock(tracking_uri: str) -> Iterator[None]:
+    """Hold an exclusive file lock beside a SQLite store; other stores need none."""
+    if not tracking_uri.startswith("sqlite:///"):
+        yield
+        return
+    database = Path(tracking_uri.removeprefix("sqlite:///").split("?", 1)[0])
+    database.parent.mkdir(parents=True, exist_ok=True)
+    with open(database.with_name(database.name + ".lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def _is_finite(value: Any) -> bool:
+    return isinstance(value, (int, float)) and math.isfinite(value)
 
 
 def _last_line(error: Any) -> str:

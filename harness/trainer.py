@@ -83,7 +83,7 @@ def game_losses(game: Game, batch_size: int, loss: str) -> tuple[torch.Tensor, t
     return loss_g, loss_d
 
 
-def _trainable(module: nn.Module) -> list[nn.Parameter]:
+def trainable_parameters(module: nn.Module) -> list[nn.Parameter]:
     return [p for p in module.parameters() if p.requires_grad]
 
 
@@ -108,10 +108,48 @@ class Trainer:
         )
         self.game.discriminator = self.method.prepare_discriminator(self.game.discriminator)
 
-        self.params_g = _trainable(self.game.generator)
-        self.params_d = _trainable(self.game.discriminator)
+        self.params_g = trainable_parameters(self.game.generator)
+        self.params_d = trainable_parameters(self.game.discriminator)
         self.opt_g = make_optimizer(config.optimizer, self.params_g, config.lr_g, config.betas)
         self.opt_d = make_optimizer(config.optimizer, self.params_d, config.lr_d, config.betas)
+        self.steps_done = 0
+        """Steps already taken; ``run`` continues after them, so a loaded checkpoint resumes there."""
+        self.elapsed_s = 0.0
+        """Training seconds before the current ``run``, carried over by checkpoints."""
+
+    def save_checkpoint(self, path: Path) -> None:
+        """Write both networks, both optimizers, every RNG state and the step count to ``path``."""
+        numpy_state = np.random.get_state()
+        state = {
+            "steps_done": self.steps_done,
+            "elapsed_s": self.elapsed_s,
+            "generator": self.game.generator.state_dict(),
+            "discriminator": self.game.discriminator.state_dict(),
+            "opt_g": self.opt_g.state_dict(),
+            "opt_d": self.opt_d.state_dict(),
+            "rng_torch": torch.get_rng_state(),
+            "rng_cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+            # Stored as plain values and tensors so the file loads with weights_only=True.
+            "rng_numpy": [numpy_state[0], torch.from_numpy(numpy_state[1].copy()), *numpy_state[2:]],
+            "rng_python": random.getstate(),
+        }
+        torch.save(state, path)
+
+    def load_checkpoint(self, path: Path) -> None:
+        """Restore what ``save_checkpoint`` wrote; ``run`` then continues after its step."""
+        state = torch.load(path, map_location=self.device, weights_only=True)
+        self.game.generator.load_state_dict(state["generator"])
+        self.game.discriminator.load_state_dict(state["discriminator"])
+        self.opt_g.load_state_dict(state["opt_g"])
+        self.opt_d.load_state_dict(state["opt_d"])
+        torch.set_rng_state(state["rng_torch"].cpu())
+        if state["rng_cuda"] and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all([s.cpu() for s in state["rng_cuda"]])
+        name, keys, *rest = state["rng_numpy"]
+        np.random.set_state((name, keys.numpy(), *rest))
+        random.setstate(state["rng_python"])
+        self.steps_done = int(state["steps_done"])
+        self.elapsed_s = float(state["elapsed_s"])
 
     def step(self) -> tuple[float, float] | None:
         """Run one simultaneous update; return the losses, or None when anything diverged."""
@@ -135,12 +173,15 @@ class Trainer:
 
     def run(self, on_eval: EvalCallback) -> TrialOutcome:
         config = self.config
-        logger.info("trial %s: training %d steps on %s", config.run_name, config.steps, self.device)
-        start = time.perf_counter()
+        logger.info("trial %s: training steps %d to %d on %s", config.run_name, self.steps_done + 1,
+                    config.steps, self.device)
+        start = time.perf_counter() - self.elapsed_s
         metrics: dict[str, float] = {}
 
-        for step in range(1, config.steps + 1):
+        for step in range(self.steps_done + 1, config.steps + 1):
             losses = self.step()
+            self.steps_done = step
+            self.elapsed_s = time.perf_counter() - start
 
             if losses is None:
                 logger.warning("trial %s: diverged at step %d (non-finite loss or parameter)", config.run_name, step)
