@@ -49,10 +49,25 @@ END_GRACE_S = 30
 """Seconds a job must stay ended without a result file before ``wait`` reports it failed."""
 REQUEUE_WAIT_S = 180
 """Seconds the first task waits, after its driver died of a signal, before it reports a failure."""
+HEAD_EXIT_GRACE_S = 60
+"""Seconds the driver may run on after its Ray head exited before the first task stops it."""
+RAY_STARTED_LINE = b"Ray runtime started."
+"""The line ``ray start`` (Ray 2.x) prints once its node is up."""
 SINGLE_NODE_SETTING = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
 FINISHED_STATES = {"BOOT_FAIL", "CANCELLED", "COMPLETED", "DEADLINE", "FAILED", "NODE_FAIL",
                    "OUT_OF_MEMORY", "PREEMPTED", "TIMEOUT"}
 """SLURM job states after which the job runs no more, unless it is requeued."""
+NEVER_RUNNABLE_REASONS = {
+    "BadConstraints": "its constraints match no node",
+    "InvalidAccount": "its account is invalid",
+    "InvalidQOS": "its QOS is invalid",
+    "PartitionConfig": "it requests more CPUs, nodes or GPUs than the partition has",
+    "PartitionNodeLimit": "it requests more nodes than the partition allows",
+    "PartitionTimeLimit": "its time limit exceeds the partition's",
+}
+"""Pending reasons of a job that SLURM accepted but will never start while the cluster's limits stay."""
+ADMISSION_WAIT_S = 10
+"""Seconds ``submit`` waits for the scheduler's first look at a new job."""
 
 
 # Submission, on the machine that runs ``harness sweep``.
@@ -60,7 +75,7 @@ FINISHED_STATES = {"BOOT_FAIL", "CANCELLED", "COMPLETED", "DEADLINE", "FAILED", 
 
 def check_slurm(spec: SweepSpec) -> None:
     """Raise ``HarnessInputError`` when no SLURM cluster answers or the partition is unknown."""
-    for command in ("sbatch", "sinfo", "squeue", "scontrol", "srun"):
+    for command in ("sbatch", "scancel", "sinfo", "squeue", "scontrol", "srun"):
         if shutil.which(command) is None:
             raise HarnessInputError(
                 f"--launcher slurm needs SLURM, but {command} is not on PATH; run on a SLURM login node, "
@@ -107,14 +122,44 @@ def submit(spec: SweepSpec, output: Path, sweep_id: str):
     if slurm.gpus_per_node:
         parameters["gpus_per_node"] = slurm.gpus_per_node
     if slurm.mem_gb:
-        parameters["mem"] = slurm.mem_gb  # submitit writes it as --mem=<GB>GB
+        # SlurmExecutor copies the value into --mem verbatim, and sbatch reads a bare number as
+        # megabytes and rejects a fractional one. SLURM's G suffix means 1024 M.
+        parameters["mem"] = f"{round(slurm.mem_gb * 1024)}M"
     if slurm.setup:
         parameters["setup"] = list(slurm.setup)
     executor.update_parameters(**parameters)
     try:
-        return executor.submit(SweepJob(spec, output, sweep_id))
+        job = executor.submit(SweepJob(spec, output, sweep_id))
     except (submitit.core.utils.FailedJobError, subprocess.CalledProcessError) as error:
         raise HarnessInputError(f"SLURM rejected the sweep job: {_sbatch_message(error)}") from None
+    _cancel_if_never_runnable(job.job_id)
+    return job
+
+
+def _cancel_if_never_runnable(job_id: str) -> None:
+    """Cancel the new job and raise ``HarnessInputError`` when SLURM would keep it pending forever.
+
+    Unless ``EnforcePartLimits`` is set, sbatch accepts a job that requests more than the
+    partition has (too many CPUs or nodes), and the job then stays pending forever.
+    """
+    deadline = time.monotonic() + ADMISSION_WAIT_S
+    while True:
+        result = _slurm_command(["squeue", "--noheader", "--jobs", job_id, "--format=%T %r"])
+        state, _, reason = result.stdout.strip().partition(" ")
+        if state != "PENDING" or reason != "None" or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)  # "None": the scheduler has not looked at the job yet
+    cause = NEVER_RUNNABLE_REASONS.get(reason)
+    if reason.endswith("PerJobLimit"):
+        cause = "it exceeds a per-job limit of its QOS or association"
+    if state != "PENDING" or cause is None:
+        return
+    _slurm_command(["scancel", job_id])
+    raise HarnessInputError(
+        f"SLURM rejected the sweep job: job {job_id} can never start because {cause} "
+        f"(pending reason {reason}), so it was cancelled; request fewer resources or another partition "
+        "(sinfo --long shows the limits)"
+    )
 
 
 def wait(job, poll_s: float = 5.0) -> dict[str, Any]:
@@ -254,20 +299,24 @@ class SweepJob(submitit.helpers.Checkpointable):
         ports = free_ports(job_id)
         temp_dir = ray_temp_dir(job_id)
         address = f"{node_ip}:{ports.gcs}"
+        head_log = self.output / SLURM_DIRNAME / f"ray-head-{job_id}.log"
+        # A requeued job appends to the same log, so only what this run writes counts.
+        head_log_start = head_log.stat().st_size if head_log.exists() else 0
         head = _start_ray(
             ["--head", f"--port={ports.gcs}", f"--node-ip-address={node_ip}", f"--temp-dir={temp_dir}",
              "--include-dashboard=false", *ports.start_arguments()],
-            self.spec, ray_environment, self.output / SLURM_DIRNAME / f"ray-head-{job_id}.log",
+            self.spec, ray_environment, head_log,
         )
         try:
-            _wait_for_head(address, head)
+            _wait_for_head(head, head_log, head_log_start)
             _write_private(rendezvous, json.dumps({"address": address, "token": ray_environment["RAY_AUTH_TOKEN"]}))
             logger.info("sweep %s: Ray head at %s, temporary folder %s", self.sweep_id, address, temp_dir)
-            driver = subprocess.run(
+            driver = subprocess.Popen(
                 [sys.executable, "-m", "harness.slurm", str(self.output), address],
                 env={**os.environ, **ray_environment},
                 preexec_fn=_ignore_preemption_signal,
             )
+            _run_driver(driver, head, head_log)
         finally:
             rendezvous.with_suffix(".done").touch()
             _stop(head)
@@ -342,18 +391,45 @@ def _start_ray(arguments: list[str], spec: SweepSpec, ray_environment: dict[str,
                                 preexec_fn=_ignore_preemption_signal)
 
 
-def _wait_for_head(address: str, head: subprocess.Popen, timeout_s: float = 120) -> None:
-    host, port = address.rsplit(":", 1)
+def _wait_for_head(head: subprocess.Popen, log_path: Path, log_start: int, timeout_s: float = 300) -> None:
+    """Wait until ``ray start --head`` reports its node started, which it writes to ``log_path``.
+
+    An open GCS port is not enough: Ray (2.x) starts the GCS first, and the node can still fail
+    its startup afterwards, for example when an overloaded machine delays the raylet.
+    """
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if head.poll() is not None:
-            raise RuntimeError(f"ray start --head exited with code {head.returncode}; see its log")
-        try:
-            with socket.create_connection((host, int(port)), timeout=2):
+            raise RuntimeError(f"ray start --head exited with code {head.returncode} during startup; see {log_path}")
+        with open(log_path, "rb") as log:
+            log.seek(log_start)
+            if RAY_STARTED_LINE in log.read():
                 return
-        except OSError:
-            time.sleep(1)
-    raise RuntimeError(f"the Ray head at {address} did not accept connections within {timeout_s:.0f} s")
+        time.sleep(1)
+    raise RuntimeError(f"the Ray head did not start within {timeout_s:.0f} s; see {log_path}")
+
+
+def _run_driver(driver: subprocess.Popen, head: subprocess.Popen, head_log: Path) -> None:
+    """Wait for the driver, and stop it when the Ray head exits under it.
+
+    A driver whose cluster is gone would retry its connection for minutes before it fails.
+    """
+    while driver.poll() is None:
+        if head.poll() is None:
+            time.sleep(2)
+            continue
+        # When SLURM requeues or cancels the job, its signal ends the head and the driver
+        # together, and SLURM kills what is left after KillWait; the grace covers both.
+        try:
+            driver.wait(HEAD_EXIT_GRACE_S)
+            return
+        except subprocess.TimeoutExpired:
+            logger.error("the Ray head exited with code %d while the driver ran; stopping the driver (see %s)",
+                         head.returncode, head_log)
+            driver.terminate()
+            driver.wait()
+            raise RuntimeError(f"the Ray head exited with code {head.returncode} during the sweep; see {head_log}; "
+                               "resume the sweep with --resume") from None
 
 
 def _stop(process: subprocess.Popen, timeout_s: float = 30) -> None:
@@ -406,9 +482,10 @@ def _slurm_command(command: list[str]) -> subprocess.CompletedProcess:
 
 
 def _sbatch_message(error: Exception) -> str:
+    """Return sbatch's error lines, e.g. "Memory specification can not be satisfied; Batch job ..."."""
     text = str(getattr(error, "stderr", "") or error)
-    lines = [line.strip() for line in text.splitlines() if "error" in line.lower()]
-    return lines[-1] if lines else _first_line(text)
+    lines = [line.strip().removeprefix("sbatch: error: ") for line in text.splitlines() if "error" in line.lower()]
+    return "; ".join(lines) if lines else _first_line(text)
 
 
 def _first_line(text: str) -> str:
