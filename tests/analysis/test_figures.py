@@ -96,7 +96,10 @@ def test_report_writes_every_file(results):
     report = write_report(results)
 
     assert report.latex_path.read_text().startswith("% Final objective")
-    assert {p.name for p in report.figures} == {"curves_gaussian_default.png", "gamma_gaussian_default.png"}
+    assert {p.name for p in report.figures} == {
+        "curves_gaussian_default.png", "gamma_gaussian_default.png", "toy_gaussian_distance.png",
+        "eigenvalues_gaussian_default.png", "factors_gaussian_default.png",
+    }
     assert all(p.parent == results / "figures" for p in report.figures)
 
 
