@@ -25,6 +25,8 @@ class Method(ABC):
     name: str
     uses_gamma: bool = True
     """Whether the rule reads γ. Sweeps do not search γ for rules that ignore it."""
+    default_gamma: float = 10.0
+    """γ when the spec sets none: the JARE authors' CIFAR-10 value, 10 (as for ConOpt)."""
 
     @abstractmethod
     def directions(
@@ -33,11 +35,15 @@ class Method(ABC):
         loss_d: torch.Tensor,
         params_g: Sequence[torch.Tensor],
         params_d: Sequence[torch.Tensor],
-        gamma: float,
+        gamma: float | torch.Tensor,
         *,
         differentiable: bool = False,
     ) -> tuple[Tensors, Tensors]:
-        """Return the update directions ``(d_φ, d_θ)``, one tensor per parameter."""
+        """Return the update directions ``(d_φ, d_θ)``, one tensor per parameter.
+
+        ``gamma`` is a float, or for parameters stacked over batched trials a tensor with one
+        γ per trial along their first dimension.
+        """
 
     def prepare_discriminator(self, discriminator: nn.Module) -> nn.Module:
         """Return the discriminator this rule trains; most rules use it unchanged."""
@@ -49,18 +55,25 @@ def player_gradients(
     loss_d: torch.Tensor,
     params_g: Sequence[torch.Tensor],
     params_d: Sequence[torch.Tensor],
-    create_graph: bool,
+    create_graph: bool = False,
+    *,
+    create_graph_g: bool = False,
+    create_graph_d: bool = False,
 ) -> tuple[Tensors, Tensors]:
     """Return ``g_φ = ∇_φ loss_g`` and ``g_θ = ∇_θ loss_d``.
 
-    With ``create_graph`` the gradients stay differentiable, which the regularized rules need to
-    differentiate gradient norms. Parameters a loss does not reach get a zero gradient.
+    With ``create_graph`` both gradients stay differentiable, which the regularized rules need to
+    differentiate gradient norms. ``create_graph_g`` and ``create_graph_d`` request it for one
+    player only, so that a rule does not record the double-backward graph of a gradient it
+    never differentiates. Parameters a loss does not reach get a zero gradient.
     """
     grads_g = torch.autograd.grad(
-        loss_g, params_g, create_graph=create_graph, retain_graph=True, allow_unused=True
+        loss_g, params_g, create_graph=create_graph or create_graph_g, retain_graph=True,
+        allow_unused=True,
     )
     grads_d = torch.autograd.grad(
-        loss_d, params_d, create_graph=create_graph, retain_graph=True, allow_unused=True
+        loss_d, params_d, create_graph=create_graph or create_graph_d, retain_graph=True,
+        allow_unused=True,
     )
     return _zeros_for_unused(grads_g, params_g), _zeros_for_unused(grads_d, params_d)
 
@@ -87,10 +100,22 @@ def gradient_of(
     return _zeros_for_unused(grads, params)
 
 
-def add_scaled(base: Tensors, extra: Tensors, scale: float, *, keep_graph: bool = False) -> Tensors:
-    """Return ``base + scale · extra``, entry by entry, detached unless ``keep_graph``."""
-    summed = [b + scale * e for b, e in zip(base, extra, strict=True)]
+def add_scaled(
+    base: Tensors, extra: Tensors, scale: float | torch.Tensor, *, keep_graph: bool = False
+) -> Tensors:
+    """Return ``base + scale · extra``, entry by entry, detached unless ``keep_graph``.
+
+    A tensor ``scale`` contains one value per trial for parameters stacked along their first
+    dimension (batched trials), and scales each trial's slice by its own value.
+    """
+    summed = [b + _per_slice(scale, e) * e for b, e in zip(base, extra, strict=True)]
     return summed if keep_graph else detached(summed)
+
+
+def _per_slice(scale: float | torch.Tensor, stacked: torch.Tensor) -> float | torch.Tensor:
+    if not isinstance(scale, torch.Tensor) or scale.dim() == 0:
+        return scale
+    return scale.view(-1, *([1] * (stacked.dim() - 1)))
 
 
 def detached(tensors: Sequence[torch.Tensor], *, keep_graph: bool = False) -> Tensors:

@@ -13,7 +13,9 @@ class GenOnly(Method):
     name = "gen_only"
 
     def directions(self, loss_g, loss_d, params_g, params_d, gamma, *, differentiable=False):
-        grads_g, grads_d = player_gradients(loss_g, loss_d, params_g, params_d, create_graph=True)
+        grads_g, grads_d = player_gradients(
+            loss_g, loss_d, params_g, params_d, create_graph=differentiable, create_graph_d=True
+        )
 
         reg_g = gradient_of(
             half_squared_norm(grads_d), params_g, retain_graph=False, create_graph=differentiable

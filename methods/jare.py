@@ -12,6 +12,7 @@ from methods.base import Method, add_scaled, gradient_of, half_squared_norm, pla
 
 class JARE(Method):
     name = "jare"
+    default_gamma = 100.0
 
     def directions(self, loss_g, loss_d, params_g, params_d, gamma, *, differentiable=False):
         grads_g, grads_d = player_gradients(loss_g, loss_d, params_g, params_d, create_graph=True)
