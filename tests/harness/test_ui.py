@@ -94,6 +94,8 @@ def test_browser_shows_experiment_runs_and_metrics(sweep_output, ui_server):
 
         page.goto(f"{base_url}/#/experiments/{experiment.experiment_id}/runs", timeout=120_000)
         page.get_by_text("matching runs").wait_for(timeout=120_000)
+        # The experiment's name can render after the run count, so wait for it too.
+        page.get_by_text("ui-test").first.wait_for(timeout=60_000)
         assert page.get_by_text("ui-test").first.is_visible()
         parent_cell = page.locator("[role='gridcell']").filter(has_text=parent_name).first
         parent_cell.locator("button").first.click()  # expands the parent's child runs
