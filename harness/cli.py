@@ -6,11 +6,11 @@ import argparse
 import logging
 import sys
 
-from harness.commands import report, spec_reference, sweep, ui
+from harness.commands import bench, describe, jacobian, report, spec_reference, sweep, train, ui
 from harness.errors import HarnessInputError
 
 EXIT_BAD_INPUT = 2
-COMMANDS = (sweep, report, spec_reference, ui)
+COMMANDS = (sweep, train, report, spec_reference, ui, jacobian, bench, describe)
 
 
 def _parser() -> argparse.ArgumentParser:

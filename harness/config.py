@@ -112,7 +112,11 @@ class Train(Strict):
     steps: PositiveInt | None = Field(None, description="Training steps (generator and discriminator updates).")
     batch_size: PositiveInt | None = Field(None, description="Samples per batch for each player.")
     eval_every: PositiveInt = Field(500, description="Evaluate the task's metrics every this many steps, and at the end.")
-    gamma: float = Field(10.0, ge=0, description="γ of the regularized rules when the search does not sample it.")
+    gamma: float | None = Field(
+        None, ge=0,
+        description="γ of the regularized rules when the search does not sample it; null takes each rule's "
+        "default (100 for jare, 10 for the others, the JARE authors' CIFAR-10 values).",
+    )
     lr: float | None = Field(None, gt=0, description="Learning rate of both players.")
     lr_g: float | None = Field(None, gt=0, description="Generator learning rate; overrides lr.")
     lr_d: float | None = Field(None, gt=0, description="Discriminator learning rate; overrides lr.")
@@ -124,6 +128,23 @@ class Train(Strict):
         default_factory=dict,
         description="Per-task overrides of setting options, e.g. {gaussian: {mu: 4, sigma: 0.2}}.",
     )
+    spectrum_every: PositiveInt | None = Field(
+        None,
+        description="Log the update-field Jacobian's phase and conditioning factors every this many steps "
+        "(a multiple of eval_every) and at the end; null logs none.",
+    )
+    spectrum_eigenvalues: PositiveInt = Field(
+        4, description="Eigenvalues ARPACK estimates at each end of the spectrum when a game has over 128 parameters."
+    )
+
+    @model_validator(mode="after")
+    def _spectrum_at_evaluations(self):
+        if self.spectrum_every is not None and self.spectrum_every % self.eval_every:
+            raise ValueError(
+                f"spectrum_every ({self.spectrum_every}) must be a multiple of eval_every ({self.eval_every}), "
+                "because spectra are logged with the evaluation rows"
+            )
+        return self
 
 
 class Data(Strict):
@@ -141,6 +162,11 @@ class Sweep(Strict):
     cpus_per_trial: float = Field(1.0, gt=0, description="CPU cores Ray reserves per trial.")
     gpus_per_trial: float = Field(0.0, ge=0, description="GPUs Ray reserves per trial.")
     seed: int = Field(0, ge=0, description="Seed of the Optuna samplers.")
+    batch_trials: PositiveInt = Field(
+        1,
+        description="Trials of a gaussian or mog setting that one Ray trial trains together, vectorized over "
+        "trials; 1 gives every trial its own Ray trial. SN-GAN trials always run alone.",
+    )
     launcher: Literal["local", "slurm"] = Field(
         "local", description="local: Ray on this machine; slurm: one SLURM job with its own Ray cluster."
     )
@@ -239,6 +265,15 @@ class SweepSpec(Strict):
                         task.validate_options(setting, options)
                     except HarnessInputError as error:
                         raise ValueError(f"{where}: {error}") from None
+        return self
+
+    @model_validator(mode="after")
+    def _spectrum_needs_single_trials(self):
+        if self.train.spectrum_every is not None and self.sweep.batch_trials > 1:
+            raise ValueError(
+                f"train.spectrum_every is set but sweep.batch_trials is {self.sweep.batch_trials}; spectra are "
+                "computed only for trials that train alone, so set sweep.batch_trials to 1"
+            )
         return self
 
     @model_validator(mode="after")

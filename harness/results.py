@@ -48,8 +48,14 @@ SCHEMA = pa.schema(
         ("objective", pa.string()),
         ("objective_mode", pa.string()),
         ("eval_sample_count", pa.int64()),
+        ("eval_reference_count", pa.int64()),
         ("eval_backbone", pa.string()),
         ("eval_reference", pa.string()),
+        ("eval_seed", pa.int64()),
+        ("jacobian_phase_factor", pa.float64()),
+        ("jacobian_conditioning_factor", pa.float64()),
+        ("jacobian_max_abs_eigenvalue", pa.float64()),
+        ("jacobian_min_abs_eigenvalue", pa.float64()),
     ]
 )
 REQUIRED_COLUMNS = ("trial_id", "task", "setting", "method", "seed", "step", "status")

@@ -20,6 +20,7 @@ import optuna
 from ray.tune.search import Searcher
 from ray.tune.search.optuna import OptunaSearch
 
+from harness.batched import BATCH_KEY, can_share_batch, supports_batching
 from harness.config import Choice, LogUniform, SweepSpec, Uniform
 from harness.tasks import resolve_setting
 from harness.trial import TrialConfig
@@ -90,12 +91,13 @@ def trial_config(spec: SweepSpec, point: GridPoint, sampled: dict[str, Any], see
     task, setting = resolve_setting(point.setting_key)
     train = spec.train
     lr_default = sampled.get("lr", train.lr if train.lr is not None else setting.lr)
+    default_gamma = train.gamma if train.gamma is not None else get_method(point.method).default_gamma
     return TrialConfig(
         method=point.method,
         task=task.name,
         setting=setting.name,
         seed=seed,
-        gamma=float(sampled.get("gamma", train.gamma)),
+        gamma=float(sampled.get("gamma", default_gamma)),
         lr_g=float(sampled.get("lr_g", train.lr_g if train.lr_g is not None else lr_default)),
         lr_d=float(sampled.get("lr_d", train.lr_d if train.lr_d is not None else lr_default)),
         steps=train.steps or setting.steps,
@@ -110,6 +112,8 @@ def trial_config(spec: SweepSpec, point: GridPoint, sampled: dict[str, Any], see
         device=train.device,
         sweep_id=sweep_id,
         config_id=config_id,
+        spectrum_every=train.spectrum_every,
+        spectrum_eigenvalues=train.spectrum_eigenvalues,
     )
 
 
@@ -135,7 +139,8 @@ class GridOptunaSearch(Searcher):
                 )
         self._queue: deque[TrialConfig] = deque()
         self._pending: dict[str, PendingConfig] = {}
-        self._trial_configs: dict[str, str] = {}
+        self._trial_configs: dict[str, list[str]] = {}
+        """The configuration ids each Ray trial trains: one, or one per member of a batch."""
         self._next_point = 0
 
     def set_search_properties(self, metric, mode, config, **spec) -> bool:
@@ -161,14 +166,43 @@ class GridOptunaSearch(Searcher):
         if not self._queue and not self._sample_next():
             return Searcher.FINISHED
         config = self._queue.popleft()
-        self._trial_configs[trial_id] = config.config_id
-        return config.to_dict()
+        batch = [config, *self._batch_partners(config)]
+        self._trial_configs[trial_id] = [member.config_id for member in batch]
+        if len(batch) == 1:
+            return config.to_dict()
+        return {BATCH_KEY: [member.to_dict() for member in batch]}
 
-    def _sample_next(self) -> bool:
-        """Queue the per-seed trials of the next configuration, round-robin over grid points."""
+    def _batch_partners(self, first: TrialConfig) -> list[TrialConfig]:
+        """Take up to ``sweep.batch_trials − 1`` more trials that can train in one batch with ``first``.
+
+        Queued trials come first. Then Optuna samples further configurations of the grid points
+        on the same setting, several before any of them has a result, so a larger batch leaves
+        fewer configurations that TPE chooses from earlier results.
+        """
+        partners: list[TrialConfig] = []
+        if self.spec.sweep.batch_trials == 1 or not can_share_batch(first, first):
+            return partners
+        setting_key = f"{first.task}/{first.setting}"
+        while len(partners) < self.spec.sweep.batch_trials - 1:
+            if not self._queue and not self._sample_next(batch_setting=setting_key):
+                break
+            if not can_share_batch(self._queue[0], first):
+                break
+            partners.append(self._queue.popleft())
+        return partners
+
+    def _sample_next(self, batch_setting: str | None = None) -> bool:
+        """Queue the per-seed trials of the next configuration, round-robin over grid points.
+
+        With ``batch_setting`` only grid points on that setting whose rule trains in batches count.
+        """
         for offset in range(len(self.points)):
             point = self.points[(self._next_point + offset) % len(self.points)]
             if point.exhausted:
+                continue
+            if batch_setting is not None and (
+                point.setting_key != batch_setting or not supports_batching(get_method(point.method))
+            ):
                 continue
             self._next_point = (point.index + 1) % len(self.points)
 
@@ -182,8 +216,24 @@ class GridOptunaSearch(Searcher):
         return False
 
     def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
-        config_id = self._trial_configs.pop(trial_id, None)
-        pending = self._pending.get(config_id) if config_id else None
+        config_ids = self._trial_configs.pop(trial_id, None)
+        if config_ids is None:
+            return
+        if isinstance(config_ids, str):
+            # A search state saved before batched trials existed stores one id per trial.
+            config_ids = [config_ids]
+        if result is None or "members" not in result:
+            for config_id in config_ids:
+                self._complete_member(config_id, result, error)
+            return
+        # A batch's last result contains the rows of the members that reached the last step. A
+        # member missing there diverged earlier and counts as failed.
+        for index, config_id in enumerate(config_ids):
+            self._complete_member(config_id, result["members"].get(str(index)), error)
+
+    def _complete_member(self, config_id: str, result: dict | None, error: bool) -> None:
+        """Count one seed's trial of configuration ``config_id``; tell Optuna after its last seed."""
+        pending = self._pending.get(config_id)
         if pending is None:
             return
 

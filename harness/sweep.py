@@ -19,23 +19,29 @@ import math
 import os
 import secrets
 import signal
+import sys
 import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import optuna
+
 from harness.config import SweepSpec, spec_to_yaml
 from harness.errors import HarnessInputError
+from harness.progress import SweepProgress, is_terminal
 from harness.results import RESULTS_DIRNAME
 from harness.search import GridOptunaSearch, grid_points, total_trials
 from harness.tasks import resolve_setting
-from harness.tracking import SweepTracker, default_tracking_uri
+from harness.tracking import SweepTracker, default_tracking_uri, device_label
 
 logger = logging.getLogger(__name__)
 
 SWEEP_FILE = "sweep.json"
 CHECKPOINT_FILE = "trainer.pt"
+SAMPLES_DIRNAME = "samples"
+"""Folder of the output with one folder of PNG sample images per trial, also logged to MLflow."""
 SPEC_FIELDS_FREE_ON_RESUME = {"slurm": True, "sweep": {"launcher", "max_concurrent_trials", "max_failures"}}
 """Spec fields a resumed sweep may change: where and how widely it runs, not what it computes."""
 
@@ -68,7 +74,7 @@ class SweepPaths:
             results=(tracking.results_dir or output / RESULTS_DIRNAME).resolve(),
             storage=(spec.sweep.storage_path or output / "ray").resolve(),
             tracking_uri=tracking.mlflow_uri or default_tracking_uri(output),
-            artifact_root=None if tracking.mlflow_uri else output / "mlflow-artifacts",
+            artifact_root=_artifact_root(tracking.mlflow_uri, output),
         )
 
     @property
@@ -81,15 +87,37 @@ class SweepPaths:
         return folders
 
 
+def _artifact_root(mlflow_uri: str | None, output: Path) -> Path | None:
+    """Return the artifact folder of a new MLflow experiment, beside its SQLite store.
+
+    Without one, MLflow would put the artifacts of a SQLite store in ./mlruns of the working
+    directory. A tracking server keeps its own artifact store, so other URIs get None.
+    """
+    if mlflow_uri is None:
+        return output / "mlflow-artifacts"
+    if mlflow_uri.startswith("sqlite:///"):
+        database = Path(mlflow_uri.removeprefix("sqlite:///").split("?", 1)[0])
+        return database.parent / "mlflow-artifacts"
+    return None
+
+
 def default_output(spec: SweepSpec) -> Path:
     return Path("runs") / spec.name
 
 
 def preflight(spec: SweepSpec, output: Path, resume: bool = False) -> None:
-    """Raise ``HarnessInputError`` for anything that would fail a trial, before writing a byte."""
+    """Raise ``HarnessInputError`` for anything that would fail a trial, before writing a byte.
+
+    Task options that depend on the data, such as ``eval_reference_samples: null``, are replaced
+    in ``spec`` by the values they mean, so every trial and the saved spec.yaml use those values.
+    """
     for key in spec.grid.settings:
         task, setting = resolve_setting(key)
-        task.check_data(setting, spec.data.root, spec.data.download)
+        options = spec.train.task_options.get(task.name, {})
+        task.check_data(setting, spec.data.root, spec.data.download, options)
+        resolved = task.resolve_data_options(setting, spec.data.root, spec.data.download, options)
+        if resolved != options:
+            spec.train.task_options[task.name] = resolved
 
     if output.exists() and not output.is_dir():
         raise HarnessInputError(f"output {output} exists and is not a folder; pass another --output")
@@ -182,12 +210,21 @@ def execute_sweep(spec: SweepSpec, output: Path, sweep_id: str, ray_address: str
         spec_file=output / "spec.yaml",
         artifact_root=paths.artifact_root,
     )
+    progress = SweepProgress(trials)
+    # Optuna logs one line per study, one per grid point; the progress lines report the search.
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    if not is_terminal(sys.stdout):
+        # Ray wraps its workers' log lines in ANSI colour codes unless RAY_COLOR_PREFIX is 0.
+        os.environ.setdefault("RAY_COLOR_PREFIX", "0")
     _connect_ray(spec, ray_address)
     start = time.perf_counter()
     status = "FAILED"
     try:
+        # NOTE: trials write their sample grids under the output folder, which must then be on
+        # a file system that every node shares when a sweep spans several nodes.
         trainable = tune.with_resources(
-            run_trial, {"cpu": spec.sweep.cpus_per_trial, "gpu": spec.sweep.gpus_per_trial}
+            tune.with_parameters(run_trial, samples_root=str(output / SAMPLES_DIRNAME)),
+            {"cpu": spec.sweep.cpus_per_trial, "gpu": spec.sweep.gpus_per_trial},
         )
         if restoring:
             known = {trial.trial_id for trial in tune.ExperimentAnalysis(str(experiment)).trials}
@@ -195,7 +232,7 @@ def execute_sweep(spec: SweepSpec, output: Path, sweep_id: str, ray_address: str
             tuner = tune.Tuner.restore(str(experiment), trainable, resume_unfinished=True)
             # NOTE: Tuner.restore (Ray 2.60) takes no RunConfig and reuses the callbacks pickled
             # at the start, which hold no live MLflow client, so the new tracker replaces them.
-            tuner._local_tuner.get_run_config().callbacks = [tracker]
+            tuner._local_tuner.get_run_config().callbacks = [tracker, progress]
         else:
             tuner = tune.Tuner(
                 trainable,
@@ -209,10 +246,11 @@ def execute_sweep(spec: SweepSpec, output: Path, sweep_id: str, ray_address: str
                 run_config=tune.RunConfig(
                     name=sweep_id,
                     storage_path=str(paths.storage),
-                    callbacks=[tracker],
+                    callbacks=[tracker, progress],
                     failure_config=tune.FailureConfig(max_failures=spec.sweep.max_failures),
                     checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
-                    verbose=1,
+                    # SweepProgress replaces Tune's status tables; errors are still logged.
+                    verbose=0,
                 ),
             )
         tuner.fit()
@@ -228,21 +266,32 @@ def execute_sweep(spec: SweepSpec, output: Path, sweep_id: str, ray_address: str
     return SweepSummary(output, sweep_id, trials, counts, seconds)
 
 
-def run_trial(config: dict) -> None:
+def run_trial(config: dict, samples_root: str | None = None) -> None:
     """Ray Tune's function trainable: train one trial and report each evaluation row.
 
     Every row that is not the trial's last comes with a checkpoint of the trainer, and a trial
     that Tune restarts (after a restored sweep or a lost worker) continues from its latest one.
+    A config with the key ``batch`` is a batch of toy trials, trained by ``run_batch_trial``.
     """
     import torch
     from ray import tune
 
+    from harness.batched import BATCH_KEY, run_batch_trial
     from harness.trainer import Trainer
     from harness.trial import TrialConfig
 
+    if BATCH_KEY in config:
+        run_batch_trial(config[BATCH_KEY])
+        return
+
     threads = int(os.environ.get("HARNESS_TRIAL_THREADS", "1"))
     torch.set_num_threads(max(1, threads))
+    # Ray logs a line per saved checkpoint, one per evaluation of every trial.
+    logging.getLogger("ray.train._internal.storage").setLevel(logging.WARNING)
     trainer = Trainer(TrialConfig.from_dict(config))
+    device = device_label(trainer.device)
+    if samples_root:
+        trainer.samples_dir = Path(samples_root) / tune.get_context().get_trial_id()
 
     checkpoint = tune.get_checkpoint()
     if checkpoint:
@@ -251,7 +300,7 @@ def run_trial(config: dict) -> None:
         logger.info("trial %s: continuing after step %d", trainer.config.run_name, trainer.steps_done)
 
     def report(row: dict[str, Any]) -> None:
-        result = tune_result(row)
+        result = {**tune_result(row), "device": device}
         if row["status"] != "running":
             tune.report(result)
             return

@@ -18,8 +18,10 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
+from PIL import Image
 from torch import nn
 
+from harness.checkpoint import check_identity, network_identity, read_checkpoint, write_checkpoint
 from harness.tasks import Game, get_task
 from harness.trial import TrialConfig
 from methods import get_method
@@ -27,6 +29,8 @@ from methods import get_method
 logger = logging.getLogger(__name__)
 
 EvalCallback = Callable[[dict[str, Any]], None]
+StepCallback = Callable[[int, float, float], None]
+"""Called after each successful step with the step number, ``L_G`` and ``L_D``."""
 
 
 @dataclass
@@ -73,6 +77,11 @@ def game_losses(game: Game, batch_size: int, loss: str) -> tuple[torch.Tensor, t
     fake = game.generator(game.sample_latent(batch_size))
 
     logits = game.discriminator(torch.cat([real, fake]))
+    return vanilla_losses(logits, batch_size, loss)
+
+
+def vanilla_losses(logits: torch.Tensor, batch_size: int, loss: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """Return ``(L_G, L_D)`` from the logits of ``batch_size`` real samples followed by as many fakes."""
     logits_real, logits_fake = logits[:batch_size], logits[batch_size:]
 
     loss_d = F.softplus(-logits_real).mean() + F.softplus(logits_fake).mean()
@@ -116,6 +125,9 @@ class Trainer:
         """Steps already taken; ``run`` continues after them, so a loaded checkpoint resumes there."""
         self.elapsed_s = 0.0
         """Training seconds before the current ``run``, carried over by checkpoints."""
+        self.samples_dir: Path | None = None
+        """Folder for a PNG grid of generated images at each evaluation and for the game's
+        end-of-trial files (``Game.write_artifacts``); None writes none."""
 
     def save_checkpoint(self, path: Path) -> None:
         """Write both networks, both optimizers, every RNG state and the step count to ``path``."""
@@ -132,12 +144,47 @@ class Trainer:
             # Stored as plain values and tensors so the file loads with weights_only=True.
             "rng_numpy": [numpy_state[0], torch.from_numpy(numpy_state[1].copy()), *numpy_state[2:]],
             "rng_python": random.getstate(),
+            "identity": self.identity(),
         }
-        torch.save(state, path)
+        write_checkpoint(state, path)
+
+    def write_sample_grid(self, step: int) -> Path | None:
+        """Write the game's sample grid to ``samples_dir/step-NNNNNNN.png`` and return the path.
+
+        Returns None without ``samples_dir`` or for a game without images. The grid comes from
+        the evaluation noise, so training RNG is untouched.
+        """
+        if self.samples_dir is None:
+            return None
+        grid = self.game.sample_grid()
+        if grid is None:
+            return None
+        path = self.samples_dir / f"step-{step:07d}.png"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(grid.permute(1, 2, 0).cpu().numpy()).save(path)
+        return path
+
+    def write_artifacts(self) -> dict[str, str]:
+        """Write the game's end-of-trial files into ``samples_dir``; return their paths by file name."""
+        if self.samples_dir is None:
+            return {}
+        title = f"{self.config.run_name}, step {self.steps_done}"
+        return {path.name: str(path) for path in self.game.write_artifacts(self.samples_dir, title)}
+
+    def identity(self) -> dict[str, Any]:
+        """Return what a checkpoint of this trial must match: task, setting, rule, tensor shapes."""
+        return network_identity(self.config.task, self.config.setting, self.config.method,
+                                self.game.generator, self.game.discriminator)
 
     def load_checkpoint(self, path: Path) -> None:
-        """Restore what ``save_checkpoint`` wrote; ``run`` then continues after its step."""
-        state = torch.load(path, map_location=self.device, weights_only=True)
+        """Restore what ``save_checkpoint`` wrote; ``run`` then continues after its step.
+
+        Raises:
+            CheckpointError: the file is unreadable or belongs to another task, setting, rule or
+                network shape. Nothing of the trainer changes then.
+        """
+        state = read_checkpoint(path, map_location=self.device)
+        check_identity(path, state["identity"], self.identity())
         self.game.generator.load_state_dict(state["generator"])
         self.game.discriminator.load_state_dict(state["discriminator"])
         self.opt_g.load_state_dict(state["opt_g"])
@@ -171,7 +218,7 @@ class Trainer:
             return None
         return float(loss_g.detach()), float(loss_d.detach())
 
-    def run(self, on_eval: EvalCallback) -> TrialOutcome:
+    def run(self, on_eval: EvalCallback, on_step: StepCallback | None = None) -> TrialOutcome:
         config = self.config
         logger.info("trial %s: training steps %d to %d on %s", config.run_name, self.steps_done + 1,
                     config.steps, self.device)
@@ -190,10 +237,41 @@ class Trainer:
 
             if step % config.eval_every == 0 or step == config.steps:
                 metrics = self.game.evaluate()
+                if config.spectrum_every and (step % config.spectrum_every == 0 or step == config.steps):
+                    analysis_start = time.perf_counter()
+                    metrics = {**metrics, **self.spectrum_metrics()}
+                    # The spectrum is analysis, not training: its seconds stay out of wall_time_s.
+                    start += time.perf_counter() - analysis_start
                 status = "finished" if step == config.steps else "running"
-                on_eval(self._row(step, start, losses, metrics, status))
+                row = self._row(step, start, losses, metrics, status)
+                grid = self.write_sample_grid(step)
+                if grid is not None:
+                    row["sample_grid"] = str(grid)
+                if status == "finished":
+                    row["artifacts"] = self.write_artifacts()
+                on_eval(row)
+
+            if on_step is not None:
+                on_step(step, *losses)
 
         return TrialOutcome("finished", config.steps, metrics)
+
+    def spectrum_metrics(self) -> dict[str, float]:
+        """Return ζ, τ, max |λ| and min |λ| of the update-field Jacobian at the current parameters.
+
+        The field is the one this trial trains with: its rule, γ, loss and batch size. Training
+        state is left as it was; a Jacobian that is not finite gives NaN values and a warning.
+        """
+        from harness.jacobian import SPECTRUM_COLUMNS, JacobianError, training_spectrum
+
+        config = self.config
+        try:
+            spectrum = training_spectrum(self.method, self.game, config.gamma, config.batch_size, config.loss,
+                                         config.spectrum_eigenvalues, seed=config.seed)
+        except JacobianError as error:
+            logger.warning("trial %s: no Jacobian spectrum at step %d: %s", config.run_name, self.steps_done, error)
+            return dict.fromkeys(SPECTRUM_COLUMNS, float("nan"))
+        return spectrum.metrics()
 
     def _nan_metrics(self) -> dict[str, float]:
         return {name: float("nan") for name in self.task.metric_names}

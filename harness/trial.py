@@ -30,6 +30,9 @@ class TrialConfig:
     sweep_id: str = ""
     config_id: str = ""
     """Identifies one sampled configuration; the trials of its seeds share it."""
+    spectrum_every: int | None = None
+    """Steps between Jacobian spectra in the result rows; None logs none."""
+    spectrum_eigenvalues: int = 4
 
     def to_dict(self) -> dict[str, Any]:
         values = asdict(self)

@@ -5,11 +5,15 @@ from __future__ import annotations
 
 from harness.errors import HarnessInputError
 from harness.tasks.base import Game, Setting, Task
+from harness.tasks.celeba import CelebA64Task, ImageNet128Task
 from harness.tasks.cifar10 import Cifar10Task
 from harness.tasks.gaussian import GaussianTask
 from harness.tasks.mog import MixtureTask
 
-_TASKS: dict[str, Task] = {task.name: task for task in (GaussianTask(), MixtureTask(), Cifar10Task())}
+_TASKS: dict[str, Task] = {
+    task.name: task
+    for task in (GaussianTask(), MixtureTask(), Cifar10Task(), CelebA64Task(), ImageNet128Task())
+}
 
 
 def task_names() -> list[str]:

@@ -52,6 +52,19 @@ class Game(ABC):
     def evaluate(self) -> dict[str, float]:
         """Return the task's metrics for the current networks; must not change training RNG."""
 
+    def sample_grid(self) -> torch.Tensor | None:
+        """Return a uint8 ``(3, H, W)`` image of generated samples, or None for non-image tasks."""
+        return None
+
+    def write_artifacts(self, folder: Path, title: str) -> list[Path]:
+        """Write files that show the trained networks into ``folder``; return their paths.
+
+        The trainer calls this once after a trial's last step, and the tracker logs every
+        returned file to the trial's MLflow run. ``title`` names the trial and step for plots.
+        Must not change training RNG. The default writes nothing.
+        """
+        return []
+
 
 class Task(ABC):
     """A benchmark problem: named settings plus how to build a ``Game`` for one of them."""
@@ -91,8 +104,22 @@ class Task(ABC):
         """Return the evaluation protocol recorded beside every metric row."""
         return {"eval_sample_count": None, "eval_backbone": None, "eval_reference": None}
 
-    def check_data(self, setting: Setting, data_root: Path | None, download: bool) -> None:
-        """Raise ``DataError`` naming the path and the fix when the data cannot be loaded."""
+    def check_data(self, setting: Setting, data_root: Path | None, download: bool,
+                   options: dict[str, Any] | None = None) -> None:
+        """Raise ``DataError`` naming the path and the fix when the data cannot be loaded.
+
+        ``options`` are the spec's task options, for checks that depend on them.
+        """
+
+    def resolve_data_options(self, setting: Setting, data_root: Path | None, download: bool,
+                             options: dict[str, Any]) -> dict[str, Any]:
+        """Return ``options`` with the values that depend on the data filled in; by default unchanged."""
+        return options
+
+    def build_networks(self, setting: Setting, options: dict[str, Any]) -> tuple[nn.Module, nn.Module]:
+        """Return the setting's ``(generator, discriminator)`` on the CPU, without loading data."""
+        game = self.build(setting, options, None, False, torch.device("cpu"))
+        return game.generator, game.discriminator
 
     @abstractmethod
     def build(

@@ -63,6 +63,12 @@ class GaussianGame(Game):
         squared = (phi - self.mean).pow(2).sum() + theta.pow(2).sum()
         return {"distance_to_equilibrium": math.sqrt(float(squared))}
 
+    def write_artifacts(self, folder, title):
+        from harness.artifacts import write_toy_samples
+
+        return write_toy_samples(self, folder, title, reference=self.mean.cpu().double().numpy()[None, :],
+                                 reference_label="data mean")
+
 
 def _setting(name: str, mu: float, sigma: float) -> Setting:
     return Setting(
@@ -82,6 +88,8 @@ class GaussianTask(Task):
     settings = {
         "default": _setting("default", mu=2.0, sigma=0.7),
         **{f"mu{m:g}": _setting(f"mu{m:g}", mu=m, sigma=0.2) for m in (1.0, 2.0, 4.0, 6.0)},
+        # With mu2 (σ = 0.2) and default (σ = 0.7), the σ axis at μ = 2.
+        **{f"sigma{s:g}": _setting(f"sigma{s:g}", mu=2.0, sigma=s) for s in (0.1, 0.5, 1.0)},
     }
     default_setting = "default"
     objective = "distance_to_equilibrium"

@@ -97,6 +97,12 @@ class MixtureGame(Game):
             return {"modes_covered": 0.0, "high_quality_fraction": 0.0}
         return mode_metrics(samples, self.centers, self.sigma, self.min_mode_samples)
 
+    def write_artifacts(self, folder, title):
+        from harness.artifacts import write_toy_samples
+
+        return write_toy_samples(self, folder, title, reference=self.centers.cpu().double().numpy(),
+                                 reference_label="mode centres")
+
 
 def _setting(name: str, radius: float) -> Setting:
     return Setting(
