@@ -137,8 +137,8 @@ def plot_mixture_metrics(results: pd.DataFrame, folder: Path) -> list[Path]:
             axis.set_xlabel("step")
             axis.grid(alpha=0.3)
             axis.set_ylim(*MIXTURE_LIMITS[metric])
-    # TODO: add the generated samples over iterations that the JARE appendix also shows. Trials
-    # store one sample scatter at their end (harness.artifacts), not one per evaluation.
+    # TODO: add panels of generated samples at each evaluation. Trials store one sample scatter
+    # at their end (harness.artifacts), not one per evaluation.
     _legend_once(fig, axes)
     fig.suptitle("8-Gaussian ring: modes covered and high-quality fraction (3σ) over steps")
 

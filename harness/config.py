@@ -22,32 +22,34 @@ class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-class LogUniform(Strict):
+class Range(Strict):
+    """Base of the distributions on an interval [low, high]: checks that low < high.
+
+    Subclasses declare ``low`` and ``high`` after ``distribution``, so the spec reference keeps
+    that field order.
+    """
+
+    @model_validator(mode="after")
+    def _ordered(self):
+        if self.high <= self.low:
+            raise ValueError(f"high ({self.high}) must be greater than low ({self.low})")
+        return self
+
+
+class LogUniform(Range):
     """A value sampled log-uniformly in [low, high]."""
 
     distribution: Literal["loguniform"]
     low: float = Field(gt=0, description="Lower bound, > 0.")
     high: float = Field(gt=0, description="Upper bound, > low.")
 
-    @model_validator(mode="after")
-    def _ordered(self):
-        if self.high <= self.low:
-            raise ValueError(f"high ({self.high}) must be greater than low ({self.low})")
-        return self
 
-
-class Uniform(Strict):
+class Uniform(Range):
     """A value sampled uniformly in [low, high]."""
 
     distribution: Literal["uniform"]
     low: float = Field(ge=0, description="Lower bound, ≥ 0.")
     high: float = Field(gt=0, description="Upper bound, > low.")
-
-    @model_validator(mode="after")
-    def _ordered(self):
-        if self.high <= self.low:
-            raise ValueError(f"high ({self.high}) must be greater than low ({self.low})")
-        return self
 
 
 class Choice(Strict):

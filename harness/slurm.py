@@ -84,7 +84,7 @@ def check_slurm(spec: SweepSpec) -> None:
     result = _slurm_command(["sinfo", "--noheader", "--format=%P"])
     if result.returncode != 0:
         raise HarnessInputError(
-            f"--launcher slurm: the SLURM controller did not answer (sinfo: {_first_line(result.stderr)}); "
+            f"--launcher slurm: the SLURM controller did not respond (sinfo: {_first_line(result.stderr)}); "
             "check that slurmctld is running, or use --launcher local"
         )
     partitions = [name.strip() for name in result.stdout.split()]

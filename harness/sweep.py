@@ -127,7 +127,7 @@ def preflight(spec: SweepSpec, output: Path, resume: bool = False) -> None:
         )
     if not resume and ((output / RESULTS_DIRNAME).exists() or (output / "spec.yaml").exists()):
         raise HarnessInputError(
-            f"output folder {output} already holds a sweep; pass --resume to continue it, "
+            f"output folder {output} already contains a sweep; pass --resume to continue it, "
             "or another --output, or remove the folder"
         )
     for what, folder in SweepPaths.for_spec(spec, output).writable_folders:

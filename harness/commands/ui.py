@@ -39,7 +39,7 @@ def find_store(folder: Path) -> Path:
             f"no MLflow store in {folder}: expected {folder / STORE_NAME}; pass a sweep's output folder"
         )
     names = ", ".join(str(s.parent) for s in stores)
-    raise HarnessInputError(f"{folder} holds several sweeps ({names}); pass one of them")
+    raise HarnessInputError(f"{folder} contains several sweeps ({names}); pass one of them")
 
 
 def check_port(host: str, port: int) -> None:

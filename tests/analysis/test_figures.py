@@ -79,7 +79,9 @@ def test_latex_escapes_and_uses_booktabs(results):
 
     latex = to_latex(table)
 
-    assert "\\toprule" in latex and "\\midrule" in latex and "\\bottomrule" in latex
+    assert "\\toprule" in latex
+    assert "\\midrule" in latex
+    assert "\\bottomrule" in latex
     assert "distance\\_to\\_equilibrium $\\downarrow$" in latex
     assert "2.000 $\\pm$ 1.000" in latex
     assert latex.count("\\\\") == 1 + len(table)

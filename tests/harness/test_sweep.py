@@ -117,7 +117,7 @@ def test_second_sweep_into_same_output_rejected(finished_sweep, capsys):
 
     assert run_cli("sweep", spec, "--output", output) == 2
 
-    assert "already holds a sweep" in capsys.readouterr().err
+    assert "already contains a sweep" in capsys.readouterr().err
     assert sorted(p.name for p in (output / "results").iterdir()) == before
 
 

@@ -87,6 +87,8 @@ def test_every_setting_resolves():
     for key in all_setting_keys():
         task, setting = resolve_setting(key)
         assert f"{task.name}/{setting.name}" == key
-        assert setting.lr > 0 and setting.steps > 0 and setting.batch_size > 0
+        assert setting.lr > 0
+        assert setting.steps > 0
+        assert setting.batch_size > 0
         assert task.objective in task.metric_names
         assert not math.isnan(setting.lr)
